@@ -1,0 +1,136 @@
+"""The ``dualdinov3`` command.
+
+Sub-commands: ``selfcheck`` (build, save, reload and run a small dual-stream model), ``info`` (what a
+weights file is), ``build-segmenter`` (a segmenter file from a config and its encoder checkpoints).
+Bad input ends with one ``dualdinov3: error: ...`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import DualDINOv3Error
+
+log = logging.getLogger("dualdinov3")
+
+
+def _count(model) -> str:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return f"{total / 1e6:.2f}M parameters ({trainable / 1e6:.2f}M trainable)"
+
+
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    import torch
+
+    from .models import build_segmenter, load_segmenter, save_segmenter
+
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = build_segmenter({"name": "selfcheck", "architecture": "dual_stream", "backbone": args.backbone}).eval()
+    x = torch.randn(2, 2, args.size, args.size)
+    with torch.no_grad():
+        logits = model(x)
+    expected = (2, model.config.num_classes, args.size, args.size)
+    if tuple(logits.shape) != expected or not torch.isfinite(logits).all():
+        print(f"self-check FAILED: logits {tuple(logits.shape)}, expected finite {expected}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_segmenter(model, Path(tmp) / "selfcheck.safetensors")
+        with torch.no_grad():
+            again = load_segmenter(path)(x)
+    if not torch.equal(again, logits):
+        print("self-check FAILED: a saved and reloaded segmenter gives different outputs", file=sys.stderr)
+        return 1
+    print(f"dualdinov3 {__version__}, torch {torch.__version__}")
+    print(f"dual-stream {args.backbone} segmenter: {_count(model)}")
+    print(f"forward {tuple(x.shape)} -> {tuple(logits.shape)}, save/load identical")
+    print(f"self-check passed in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .models import load_backbone, load_segmenter, read_segmenter_metadata
+    from .models.backbone_formats import SEGMENTER_FORMAT
+    from .models.tensor_files import read_tensor_file
+
+    path = Path(args.path)
+    is_segmenter = False
+    if path.suffix == ".safetensors":
+        is_segmenter = read_tensor_file(path)[1].get("format") == SEGMENTER_FORMAT
+    if is_segmenter:
+        meta = read_segmenter_metadata(path)
+        model = load_segmenter(path)
+        cfg = model.config
+        print(f"{path}: DualDINOv3 segmenter {cfg.name!r} (format {meta['format_version']})")
+        print(f"  architecture: {cfg.architecture}, taps {list(model.taps)}, {_count(model)}")
+        for name, enc in model.encoders.items():
+            c = enc.config
+            print(f"  {name}: ViT D={c.embed_dim} depth={c.depth} heads={c.num_heads} patch={c.patch_size}")
+        print(f"  labels: {list(cfg.labels)}")
+        print(f"  preprocessing: {json.loads(meta['preprocessing'])}")
+        return 0
+    model = load_backbone(path)
+    c = model.config
+    print(f"{path}: DINOv3 backbone, ViT D={c.embed_dim} depth={c.depth} heads={c.num_heads} patch={c.patch_size}")
+    print(f"  storage tokens {c.n_storage_tokens}, input channels {c.in_chans}, {_count(model)}")
+    return 0
+
+
+def cmd_build_segmenter(args: argparse.Namespace) -> int:
+    from .models import build_segmenter, save_segmenter
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise DualDINOv3Error(f"{out} exists; choose another path or pass --overwrite")
+    if out.suffix != ".safetensors":
+        raise DualDINOv3Error(f"{out}: the output must end in .safetensors")
+    model = build_segmenter(args.config)
+    save_segmenter(model, out)
+    print(f"wrote {out}: {model.config.architecture} segmenter {model.config.name!r}, {_count(model)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dualdinov3", description="Dual-DINOv3 PET/CT tumour segmentation")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("selfcheck", help="build, run, save and reload a small dual-stream model")
+    p.add_argument("--backbone", default="vit_nano16", help="ViT preset (default: vit_nano16)")
+    p.add_argument("--size", type=int, default=64, help="input slice size in pixels (default: 64)")
+    p.set_defaults(func=cmd_selfcheck)
+
+    p = sub.add_parser("info", help="describe a segmenter or DINOv3 backbone weights file or folder")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("build-segmenter", help="build a segmenter from a config and save it (untrained decoder)")
+    p.add_argument("config", help="YAML or JSON segmenter config (see Training/configs)")
+    p.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_build_segmenter)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except (DualDINOv3Error, FileNotFoundError, PermissionError) as exc:
+        print(f"dualdinov3: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

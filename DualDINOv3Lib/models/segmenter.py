@@ -1,0 +1,170 @@
+"""Segmenters: ViT encoder(s) + (fusion) + Primus multiscale decoder.
+
+Every segmenter takes the same input, whatever its architecture: ``(B, 2, H, W)`` preprocessed axial
+slices with channel 0 = CT and channel 1 = PET (see :class:`.config.PreprocessingSpec`), and returns
+logits ``(B, num_classes, H, W)``. Sizes that are not a multiple of the patch size are zero-padded for
+the encoder and the logits cropped back.
+
+- :class:`SingleStreamSegmenter` builds a pseudo-RGB image from CT and PET (``EncoderSpec.pseudo_rgb``,
+  default ``(ct, pet, mean)``: R = CT, G = PET, B = their average), normalises each channel with the
+  encoder's ``mean``/``std`` and runs one encoder (paper configurations 1-4).
+- :class:`DualStreamSegmenter` feeds CT to the CT encoder and PET to the PET encoder (each replicated
+  to the encoder's input channels and normalised), fuses the two at every tapped block with
+  :class:`.fusion.CrossModalFusion`, and decodes the fused maps (configuration 5, Dual-DINOv3).
+
+Frozen encoders (``freeze_encoders``) get ``requires_grad=False``, stay in eval mode even when the
+segmenter trains, and run under ``torch.no_grad()``, so they cost no activation memory.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import EncoderSpec, SegmenterConfig
+from .decoder import PrimusMultiscaleDecoder
+from .fusion import CrossModalFusion
+from .vit import DINOv3ViT
+
+
+class InputNormalization(nn.Module):
+    """``(x - mean) / std`` per channel, with the statistics saved in the state dict."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+class Segmenter(nn.Module, ABC):
+    """Shared behaviour: input checks, padding to the patch grid, frozen encoders, decoding."""
+
+    def __init__(self, config: SegmenterConfig, encoders: dict[str, DINOv3ViT]) -> None:
+        super().__init__()
+        self.config = config
+        for name, enc in encoders.items():
+            self.add_module(name, enc)
+            enc.set_rope_augmentation(config.rope_augmentation)
+        first = next(iter(encoders.values()))
+        self.patch_size = first.patch_size
+        self.taps = tuple(config.taps) if config.taps is not None else first.default_taps
+        for name, enc in encoders.items():
+            if max(self.taps) >= len(enc.blocks):
+                raise ValueError(f"taps {self.taps} exceed the {len(enc.blocks)} blocks of {name}")
+        self.frozen = config.freeze_encoders
+        if self.frozen:
+            for enc in encoders.values():
+                enc.requires_grad_(False)
+                enc.eval()
+        self.decoder = PrimusMultiscaleDecoder(
+            len(self.taps) * self.fused_dim(first.embed_dim), config.num_classes, self.patch_size
+        )
+
+    def fused_dim(self, embed_dim: int) -> int:
+        return embed_dim
+
+    @property
+    def encoders(self) -> dict[str, DINOv3ViT]:
+        return {name: getattr(self, name) for name in self.config.encoder_specs}
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.config.labels
+
+    def train(self, mode: bool = True) -> Segmenter:
+        super().train(mode)
+        if self.frozen:
+            for enc in self.encoders.values():
+                enc.eval()
+        return self
+
+    def encode(self, encoder: DINOv3ViT, x: Tensor) -> tuple[Tensor, ...]:
+        """Tapped, normed feature maps ``(B, D, H/p, W/p)`` of one encoder."""
+        if self.frozen:
+            with torch.no_grad():
+                return encoder.get_intermediate_layers(x, n=self.taps, reshape=True, norm=True)
+        return encoder.get_intermediate_layers(x, n=self.taps, reshape=True, norm=True)
+
+    @abstractmethod
+    def features(self, x: Tensor) -> dict[str, tuple[Tensor, ...]]:
+        """Per-encoder tapped feature maps of a padded ``(B, 2, H, W)`` input (used for PCA maps)."""
+
+    @abstractmethod
+    def decode_features(self, feats: dict[str, tuple[Tensor, ...]]) -> Tensor:
+        """Logits ``(B, num_classes, H, W)`` from the output of :meth:`features`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != 2:
+            raise ValueError(f"expected (B, 2, H, W) input with channels (CT, PET), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        p = self.patch_size
+        pad_h, pad_w = (-h) % p, (-w) % p
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        logits = self.decode_features(self.features(x))
+        return logits[..., :h, :w]
+
+
+def _replicate(channel: Tensor, n: int) -> Tensor:
+    return channel.expand(-1, n, -1, -1)
+
+
+class SingleStreamSegmenter(Segmenter):
+    """One encoder on a pseudo-RGB composition of CT and PET (paper configurations 1-4)."""
+
+    def __init__(self, config: SegmenterConfig, encoder: DINOv3ViT) -> None:
+        super().__init__(config, {"encoder": encoder})
+        spec: EncoderSpec = config.encoder
+        if len(spec.pseudo_rgb) != encoder.config.in_chans or len(spec.mean) != encoder.config.in_chans:
+            raise ValueError(
+                f"the encoder takes {encoder.config.in_chans} channels but pseudo_rgb has {len(spec.pseudo_rgb)} "
+                f"and mean/std {len(spec.mean)}"
+            )
+        self.pseudo_rgb = spec.pseudo_rgb
+        self.input_norm = InputNormalization(spec.mean, spec.std)
+
+    def compose(self, x: Tensor) -> Tensor:
+        """``(B, 2, H, W)`` CT/PET -> normalised pseudo-RGB ``(B, C, H, W)``."""
+        sources = {"ct": x[:, 0:1], "pet": x[:, 1:2], "mean": x.mean(dim=1, keepdim=True)}
+        return self.input_norm(torch.cat([sources[s] for s in self.pseudo_rgb], dim=1))
+
+    def features(self, x: Tensor) -> dict[str, tuple[Tensor, ...]]:
+        return {"encoder": self.encode(self.encoder, self.compose(x))}
+
+    def decode_features(self, feats: dict[str, tuple[Tensor, ...]]) -> Tensor:
+        return self.decoder(feats["encoder"])
+
+
+class DualStreamSegmenter(Segmenter):
+    """CT encoder + PET encoder fused by cross-attention at every tap (Dual-DINOv3, configuration 5)."""
+
+    def __init__(self, config: SegmenterConfig, ct_encoder: DINOv3ViT, pet_encoder: DINOv3ViT) -> None:
+        if ct_encoder.embed_dim != pet_encoder.embed_dim or ct_encoder.patch_size != pet_encoder.patch_size:
+            raise ValueError(
+                f"CT and PET encoders must share width and patch size to be fused: CT D={ct_encoder.embed_dim}/"
+                f"{ct_encoder.patch_size}, PET D={pet_encoder.embed_dim}/{pet_encoder.patch_size}"
+            )
+        super().__init__(config, {"ct_encoder": ct_encoder, "pet_encoder": pet_encoder})
+        for name, enc in self.encoders.items():
+            spec = getattr(config, name)
+            if len(spec.mean) != enc.config.in_chans or len(spec.std) != enc.config.in_chans:
+                raise ValueError(f"{name} takes {enc.config.in_chans} channels but mean/std have {len(spec.mean)}")
+        self.ct_norm = InputNormalization(config.ct_encoder.mean, config.ct_encoder.std)
+        self.pet_norm = InputNormalization(config.pet_encoder.mean, config.pet_encoder.std)
+        dim = ct_encoder.embed_dim
+        self.fusions = nn.ModuleList(CrossModalFusion(dim, config.fusion_heads) for _ in self.taps)
+
+    def features(self, x: Tensor) -> dict[str, tuple[Tensor, ...]]:
+        ct = self.ct_norm(_replicate(x[:, 0:1], self.ct_encoder.config.in_chans))
+        pet = self.pet_norm(_replicate(x[:, 1:2], self.pet_encoder.config.in_chans))
+        return {"ct_encoder": self.encode(self.ct_encoder, ct), "pet_encoder": self.encode(self.pet_encoder, pet)}
+
+    def decode_features(self, feats: dict[str, tuple[Tensor, ...]]) -> Tensor:
+        fused = [fuse(c, p) for fuse, c, p in zip(self.fusions, feats["ct_encoder"], feats["pet_encoder"], strict=True)]
+        return self.decoder(fused)
