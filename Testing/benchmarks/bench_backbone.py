@@ -1,7 +1,7 @@
 """Backbone forward speed: our DINOv3ViT vs transformers' DINOv3ViTModel with the same weights.
 
 Run: ``make bench`` or ``python Testing/benchmarks/bench_backbone.py [--size 512] [--batch 4] [--repeats 3]``.
-Prints the median wall time of each and the ratio ours / transformers (target: <= 1.0).
+Runs the two alternately and prints the median wall time of each and the ratio ours / transformers (target: <= 1.0).
 """
 
 from __future__ import annotations
@@ -13,14 +13,17 @@ import time
 import torch
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def _interleaved_medians(fns, repeats: int) -> list[float]:
+    """Median wall time of each function, run alternately so background load affects all alike."""
+    for fn in fns:
+        fn()  # warm-up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, record in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            record.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -28,7 +31,7 @@ def main() -> None:
     parser.add_argument("--arch", default="vitb16", choices=["vits16", "vitb16", "vitl16"])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
 
@@ -53,8 +56,9 @@ def main() -> None:
     x = torch.randn(args.batch, 3, args.size, args.size)
 
     with torch.inference_mode():
-        t_ours = _median_time(lambda: ours.forward_features(x), args.repeats)
-        t_hf = _median_time(lambda: hf(pixel_values=x), args.repeats)
+        t_ours, t_hf = _interleaved_medians(
+            [lambda: ours.forward_features(x), lambda: hf(pixel_values=x)], args.repeats
+        )
     print(f"device: cpu, threads: {args.threads}, torch {torch.__version__}")
     print(f"{args.arch} forward, batch {args.batch}, {args.size}x{args.size}, median of {args.repeats}:")
     print(f"  DualDINOv3Lib DINOv3ViT        {t_ours:8.3f} s")
