@@ -13,3 +13,11 @@ class CheckpointError(DualDINOv3Error, ValueError):
 
 class ConfigError(DualDINOv3Error, ValueError):
     """A model or training configuration is invalid."""
+
+
+class DataError(DualDINOv3Error, ValueError):
+    """An image file, DICOM folder or volume is missing, unreadable, or unusable (2D, 4D, constant, NaN...)."""
+
+
+class OutputExistsError(DualDINOv3Error, FileExistsError):
+    """Writing would replace an existing file and the caller did not ask to overwrite it."""

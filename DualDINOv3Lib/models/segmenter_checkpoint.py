@@ -80,9 +80,11 @@ def _check_metadata(path: Path, metadata: Mapping[str, str]) -> dict[str, str]:
 def load_segmenter(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Segmenter:
     """Rebuilds a segmenter from its file alone (no encoder checkpoints needed); returns it in eval mode."""
     path = Path(path).expanduser()
-    tensors, metadata = read_tensor_file(path)
     if path.suffix != ".safetensors":
-        raise CheckpointError(f"{path}: a DualDINOv3 segmenter is a .safetensors file")
+        raise CheckpointError(
+            f"{path}: a DualDINOv3 segmenter is a .safetensors file; DINOv3 backbones load with load_backbone()"
+        )
+    tensors, metadata = read_tensor_file(path)
     metadata = _check_metadata(path, metadata)
     try:
         config = parse_config(json.loads(metadata["config"]))
