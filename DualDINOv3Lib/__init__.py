@@ -13,6 +13,7 @@ from .models import build_segmenter, load_segmenter, save_segmenter
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DataError",
     "DualDINOv3Error",
     "__version__",
     "build_segmenter",

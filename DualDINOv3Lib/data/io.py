@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import DataError, OutputExistsError
+from ..files import atomic_write
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -250,17 +250,12 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = F
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: already exists; pass overwrite=True to replace it, or choose another name")
     image = _image_to_write(volume, path)
-    temporary = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
-        sitk.WriteImage(image, str(temporary), useCompression=suffix != ".nii")
-        os.replace(temporary, path)
+        atomic_write(path, lambda tmp: sitk.WriteImage(image, tmp, useCompression=suffix != ".nii"))
     except RuntimeError as exc:
         raise DataError(
             f"{path}: cannot be written ({_first_line(exc)}); check the disk space and permissions"
         ) from exc
-    finally:
-        if temporary.exists():
-            temporary.unlink()
     return path
 
 

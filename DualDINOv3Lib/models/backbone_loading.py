@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..files import atomic_write
 from . import backbone_formats as formats
-from .tensor_files import atomic_write, read_tensor_file, write_safetensors
+from .tensor_files import read_tensor_file, write_safetensors
 from .vit import DINOv3ViT, ViTConfig
 
 log = logging.getLogger(__name__)
