@@ -30,11 +30,8 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, N, Dh)
         if rope is not None:
-            # q and k rotated together: one elementwise pass instead of two
-            q, k = apply_rope(qkv[:2], *rope).unbind(0)
-            v = qkv[2]
-        else:
-            q, k, v = qkv.unbind(0)  # each (B, heads, N, Dh)
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))

@@ -111,4 +111,4 @@ def apply_rope(x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
     """Rotates ``x`` (``(..., N, Dh)``) by the tables (``(N, Dh)``) in float32, returning ``x.dtype``."""
     dtype = x.dtype
     xf = x.float()
-    return (xf * cos + rotate_half(xf) * sin).to(dtype)
+    return torch.addcmul(xf * cos, rotate_half(xf), sin).to(dtype)
