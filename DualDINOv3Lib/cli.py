@@ -57,16 +57,13 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .models import load_backbone, load_segmenter, read_segmenter_metadata
+    from .models import load_backbone, load_segmenter
     from .models.backbone_formats import SEGMENTER_FORMAT
-    from .models.tensor_files import read_tensor_file
+    from .models.tensor_files import read_safetensors_metadata
 
     path = Path(args.path)
-    is_segmenter = False
-    if path.suffix == ".safetensors":
-        is_segmenter = read_tensor_file(path)[1].get("format") == SEGMENTER_FORMAT
-    if is_segmenter:
-        meta = read_segmenter_metadata(path)
+    meta = read_safetensors_metadata(path) if path.suffix == ".safetensors" else {}
+    if meta.get("format") == SEGMENTER_FORMAT:
         model = load_segmenter(path)
         cfg = model.config
         print(f"{path}: DualDINOv3 segmenter {cfg.name!r} (format {meta['format_version']})")

@@ -21,7 +21,7 @@ from .backbone_formats import BACKBONE_FORMAT, SEGMENTER_FORMAT
 from .config import parse_config
 from .factory import build_segmenter
 from .segmenter import Segmenter
-from .tensor_files import read_tensor_file, write_safetensors
+from .tensor_files import read_safetensors_metadata, read_tensor_file, write_safetensors
 
 FORMAT_VERSION = 1
 
@@ -55,8 +55,7 @@ def read_segmenter_metadata(path: str | os.PathLike) -> dict[str, str]:
             f"{path}: a DualDINOv3 segmenter is a .safetensors file; to build one from a backbone checkpoint "
             "use build_segmenter(config) with the checkpoint in the config"
         )
-    _, metadata = read_tensor_file(path)
-    return _check_metadata(path, metadata)
+    return _check_metadata(path, read_safetensors_metadata(path))
 
 
 def _check_metadata(path: Path, metadata: Mapping[str, str]) -> dict[str, str]:

@@ -19,7 +19,17 @@ from safetensors.torch import save_file
 from ..errors import CheckpointError
 from ..files import atomic_write
 
-TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
+
+def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """Only the string metadata of a ``.safetensors`` file (reads the header, not the tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable .safetensors file ({exc}). Is the download complete?") from exc
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
