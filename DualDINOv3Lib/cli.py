@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .cli_inference import add_inference_parsers
 from .errors import DualDINOv3Error
 
 log = logging.getLogger("dualdinov3")
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a segmenter or DINOv3 backbone weights file or folder")
     p.add_argument("path")
     p.set_defaults(func=cmd_info)
+
+    add_inference_parsers(sub)
 
     p = sub.add_parser("build-segmenter", help="build a segmenter from a config and save it (untrained decoder)")
     p.add_argument("config", help="YAML or JSON segmenter config (see Training/configs)")

@@ -24,3 +24,40 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         if temporary.exists():
             temporary.unlink()
     return path
+
+
+def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tuple[str, ...] | None = None) -> Path:
+    """Checks, before any work is done, that a result can be written to ``path``.
+
+    Raises :class:`~DualDINOv3Lib.errors.OutputExistsError` if it exists (unless ``overwrite``) and
+    :class:`~DualDINOv3Lib.errors.DualDINOv3Error` if it is a folder, its suffix is not one of
+    ``suffixes``, or its folder cannot be created or written.
+    """
+    from .errors import DualDINOv3Error, OutputExistsError
+
+    path = Path(path)
+    name = path.name.lower()
+    if suffixes is not None and not any(name.endswith(s) for s in suffixes):
+        raise DualDINOv3Error(f"{path}: the output must end in one of {', '.join(suffixes)}")
+    if path.is_dir():
+        raise DualDINOv3Error(f"{path} is a folder; give a file name for the output")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; choose another output or pass --overwrite to replace it")
+    check_output_folder(path.parent)
+    return path
+
+
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """Creates ``folder`` if needed and checks that files can be written in it."""
+    from .errors import DualDINOv3Error
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DualDINOv3Error(f"{folder} is a file, not a folder; choose another output location")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DualDINOv3Error(f"cannot create the output folder {folder}: {exc.strerror}") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DualDINOv3Error(f"cannot write in {folder} (permission denied); choose another output location")
+    return folder

@@ -92,8 +92,12 @@ class Segmenter(nn.Module, ABC):
         return encoder.get_intermediate_layers(x, n=self.taps, reshape=True, norm=True)
 
     @abstractmethod
+    def encoder_inputs(self, x: Tensor) -> dict[str, Tensor]:
+        """What each encoder sees: ``{name: (B, in_chans, H, W)}`` normalised images from a ``(B, 2, H, W)`` input."""
+
     def features(self, x: Tensor) -> dict[str, tuple[Tensor, ...]]:
-        """Per-encoder tapped feature maps of a padded ``(B, 2, H, W)`` input (used for PCA maps)."""
+        """Per-encoder tapped feature maps of a padded ``(B, 2, H, W)`` input."""
+        return {name: self.encode(getattr(self, name), inp) for name, inp in self.encoder_inputs(x).items()}
 
     @abstractmethod
     def decode_features(self, feats: dict[str, tuple[Tensor, ...]]) -> Tensor:
@@ -134,8 +138,8 @@ class SingleStreamSegmenter(Segmenter):
         sources = {"ct": x[:, 0:1], "pet": x[:, 1:2], "mean": x.mean(dim=1, keepdim=True)}
         return self.input_norm(torch.cat([sources[s] for s in self.pseudo_rgb], dim=1))
 
-    def features(self, x: Tensor) -> dict[str, tuple[Tensor, ...]]:
-        return {"encoder": self.encode(self.encoder, self.compose(x))}
+    def encoder_inputs(self, x: Tensor) -> dict[str, Tensor]:
+        return {"encoder": self.compose(x)}
 
     def decode_features(self, feats: dict[str, tuple[Tensor, ...]]) -> Tensor:
         return self.decoder(feats["encoder"])
@@ -160,10 +164,11 @@ class DualStreamSegmenter(Segmenter):
         dim = ct_encoder.embed_dim
         self.fusions = nn.ModuleList(CrossModalFusion(dim, config.fusion_heads) for _ in self.taps)
 
-    def features(self, x: Tensor) -> dict[str, tuple[Tensor, ...]]:
-        ct = self.ct_norm(_replicate(x[:, 0:1], self.ct_encoder.config.in_chans))
-        pet = self.pet_norm(_replicate(x[:, 1:2], self.pet_encoder.config.in_chans))
-        return {"ct_encoder": self.encode(self.ct_encoder, ct), "pet_encoder": self.encode(self.pet_encoder, pet)}
+    def encoder_inputs(self, x: Tensor) -> dict[str, Tensor]:
+        return {
+            "ct_encoder": self.ct_norm(_replicate(x[:, 0:1], self.ct_encoder.config.in_chans)),
+            "pet_encoder": self.pet_norm(_replicate(x[:, 1:2], self.pet_encoder.config.in_chans)),
+        }
 
     def decode_features(self, feats: dict[str, tuple[Tensor, ...]]) -> Tensor:
         fused = [fuse(c, p) for fuse, c, p in zip(self.fusions, feats["ct_encoder"], feats["pet_encoder"], strict=True)]

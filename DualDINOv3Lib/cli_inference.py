@@ -1,0 +1,151 @@
+"""The ``dualdinov3 segment`` and ``dualdinov3 pca`` commands: files in, label volume / PCA maps out."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .files import check_output_folder, check_output_path
+from .inference.runtime import resolve_device
+from .progress import ProgressBar
+
+log = logging.getLogger("dualdinov3")
+
+PCA_VOLUME = "{name}_pca.nii.gz"
+PCA_PNG_PREFIX = "{name}_pca"
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ct", required=True, help="CT: NIfTI/NRRD/MHA file or DICOM series folder (HU)")
+    p.add_argument("--pet", required=True, help="PET: file or DICOM series folder (SUV, or Bq/ml DICOM converted)")
+    p.add_argument("--model", default=None, help="segmenter .safetensors file (default: the bundled demo model)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
+    p.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default: 4)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def add_inference_parsers(sub) -> None:
+    p = sub.add_parser("segment", help="segment GTVp/GTVn on a PET/CT; writes a label volume on the CT grid")
+    _add_common(p)
+    p.add_argument("-o", "--output", required=True, help="output label file (.nii.gz, .nii, .nrrd or .mha)")
+    p.add_argument("--pca-out", default=None, help="also write CT/PET encoder PCA maps (volumes and PNGs) here")
+    p.add_argument("--min-component-mm3", type=float, default=0.0, help="drop predicted regions smaller than this")
+    p.add_argument("--all-slices", action="store_true", help="also run slices without body (default: skip them)")
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("pca", help="RGB PCA maps of what each encoder sees (volumes on the CT grid and PNGs)")
+    _add_common(p)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--encoders", nargs="+", default=None, help="ct, pet (dual-stream) or encoder (default: all)")
+    p.add_argument("--layer", type=int, default=-1, help="encoder block whose tokens are used (default: -1, last)")
+    p.add_argument("--slices", type=int, nargs="+", default=None, help="slice indices for PNGs (default: 3 in body)")
+    p.set_defaults(func=cmd_pca)
+
+
+def _pca_outputs(folder: Path, names, overwrite: bool) -> None:
+    """Refuses to run if PCA outputs of ours already lie in ``folder`` (unless ``overwrite``)."""
+    check_output_folder(folder)
+    for name in names:
+        check_output_path(folder / PCA_VOLUME.format(name=name), overwrite=overwrite)
+        pngs = sorted(folder.glob(PCA_PNG_PREFIX.format(name=name) + "_z*.png"))
+        if pngs and not overwrite:
+            check_output_path(pngs[0], overwrite=False)
+
+
+def _load_inputs(args, model=None):
+    from .data import read_volume
+    from .inference.segment import resolve_segmenter
+
+    model = model if model is not None else resolve_segmenter(args.model)
+    ct = read_volume(args.ct, modality="CT")
+    pet = read_volume(args.pet, modality="PT")
+    for note in (*getattr(ct, "notes", ()), *getattr(pet, "notes", ())):
+        print(f"note: {note}")
+    return model, ct, pet
+
+
+def _write_pca(model, ct, pet, args, folder: Path, encoders, layer: int, slices, focus) -> None:
+    from .data import write_volume
+    from .inference import pca_feature_maps
+    from .rendering import default_slices, save_slice_pngs
+
+    maps = pca_feature_maps(
+        ct,
+        pet,
+        model,
+        encoders=encoders,
+        layer=layer,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=ProgressBar("pca"),
+    )
+    slices = slices if slices is not None else default_slices(focus)
+    for name, volume in maps.items():
+        path = write_volume(volume, folder / PCA_VOLUME.format(name=name), overwrite=args.overwrite)
+        pngs = save_slice_pngs(
+            volume, folder, slices, prefix=PCA_PNG_PREFIX.format(name=name), overwrite=args.overwrite
+        )
+        print(f"wrote {path} and {len(pngs)} PNGs (slices {', '.join(map(str, slices))})")
+
+
+def _pca_names(model, encoders) -> list[str]:
+    from .inference.pca import _encoder_names
+
+    return list(_encoder_names(model, encoders))
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .data import write_volume
+    from .data.io import WRITE_SUFFIXES
+    from .inference import segment_volume
+
+    output = check_output_path(args.output, overwrite=args.overwrite, suffixes=WRITE_SUFFIXES)
+    args.device = resolve_device(args.device)
+    model = None
+    if args.pca_out is not None:
+        from .inference.segment import resolve_segmenter
+
+        model = resolve_segmenter(args.model)
+        _pca_outputs(Path(args.pca_out), _pca_names(model, None), args.overwrite)
+    model, ct, pet = _load_inputs(args, model)
+    label = segment_volume(
+        ct,
+        pet,
+        model,
+        device=args.device,
+        batch_size=args.batch_size,
+        skip_empty_slices=not args.all_slices,
+        min_component_mm3=args.min_component_mm3,
+        progress=ProgressBar("segment"),
+    )
+    write_volume(label, output, overwrite=args.overwrite)
+    voxel_cm3 = float(np.prod(label.spacing)) / 1000.0
+    counts = np.bincount(np.asarray(label.array).ravel(), minlength=len(model.label_names))
+    found = ", ".join(f"{name} {counts[i] * voxel_cm3:.2f} cm3" for i, name in enumerate(model.label_names) if i > 0)
+    print(f"wrote {output}: {found}")
+    if args.pca_out is not None:
+        _write_pca(model, ct, pet, args, Path(args.pca_out), None, -1, None, np.asarray(label.array) > 0)
+    return 0
+
+
+def cmd_pca(args: argparse.Namespace) -> int:
+    from .data.preprocess import BODY_THRESHOLD_HU
+    from .inference.segment import resolve_segmenter
+
+    folder = Path(args.out)
+    args.device = resolve_device(args.device)
+    model = resolve_segmenter(args.model)
+    _pca_outputs(folder, _pca_names(model, args.encoders), args.overwrite)
+    model, ct, pet = _load_inputs(args, model)
+    if args.slices is not None:
+        bad = [z for z in args.slices if not 0 <= z < ct.shape[0]]
+        if bad:
+            from .errors import DataError
+
+            raise DataError(f"slice {bad[0]} is outside the CT's {ct.shape[0]} slices (0..{ct.shape[0] - 1})")
+    body = np.asarray(ct.array) > BODY_THRESHOLD_HU
+    _write_pca(model, ct, pet, args, folder, args.encoders, args.layer, args.slices, body)
+    return 0

@@ -1,0 +1,161 @@
+"""PCA maps of what each encoder sees: patch tokens -> 3 principal components -> RGB on the CT grid.
+
+The PCA is fitted once per encoder on the body tokens of the whole volume (streamed: only the mean and
+the D x D covariance are accumulated), so a colour means the same thing on every slice. The components
+are scaled by their standard deviation (+/- 2.5 SD -> 0..255) and their signs fixed, so the result is
+deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data.preprocess import BODY_THRESHOLD_HU, CasePreprocessor
+from ..data.volume import Volume
+from ..errors import DualDINOv3Error
+from ..models.segmenter import Segmenter
+from .runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
+from .segment import evaluating, resolve_segmenter
+
+log = logging.getLogger(__name__)
+
+ENCODER_KEYS = {"ct": "ct_encoder", "pet": "pet_encoder", "encoder": "encoder"}
+"""Short names users pass -> the segmenter's encoder attribute."""
+RGB_MODALITY = "RGB"
+SD_RANGE = 2.5
+
+
+def _encoder_names(model: Segmenter, encoders) -> dict[str, str]:
+    available = {short: attr for short, attr in ENCODER_KEYS.items() if attr in model.encoders}
+    if encoders is None:
+        return available
+    if isinstance(encoders, str):
+        encoders = [encoders]
+    unknown = [e for e in encoders if e not in available]
+    if unknown:
+        raise DualDINOv3Error(
+            f"this segmenter has no encoder {unknown[0]!r}; it has {', '.join(sorted(available))} "
+            f"({model.config.architecture})"
+        )
+    return {e: available[e] for e in encoders}
+
+
+def _tokens(model: Segmenter, x: Tensor, names: dict[str, str], layer: int) -> dict[str, Tensor]:
+    """``{short: (N, D, h, w)}`` normed patch tokens of block ``layer`` of each encoder (input padded to patches)."""
+    p = model.patch_size
+    pad_h, pad_w = (-x.shape[-2]) % p, (-x.shape[-1]) % p
+    x = F.pad(x, (0, pad_w, 0, pad_h))
+    inputs = model.encoder_inputs(x)
+    out = {}
+    for short, attr in names.items():
+        encoder = getattr(model, attr)
+        (maps,) = encoder.get_intermediate_layers(inputs[attr], n=[layer % len(encoder.blocks)], norm=True)
+        out[short] = maps.float()
+    return out
+
+
+def _body_patches(x: Tensor, prep: CasePreprocessor, patch: int) -> Tensor:
+    """``(N, h, w)`` bool: patches whose pixels are mostly body (CT above the body threshold)."""
+    norm = prep.normalization
+    body = (x[:, 0:1] > (BODY_THRESHOLD_HU - norm.ct_mean) / norm.ct_std).float()
+    pad_h, pad_w = (-body.shape[-2]) % patch, (-body.shape[-1]) % patch
+    body = F.pad(body, (0, pad_w, 0, pad_h))
+    return F.avg_pool2d(body, patch)[:, 0] > 0.5
+
+
+def pca_feature_maps(
+    ct: Volume,
+    pet: Volume,
+    segmenter: Segmenter | str | os.PathLike | None = None,
+    *,
+    encoders: str | list[str] | None = None,
+    layer: int = -1,
+    device: str | torch.device = "auto",
+    batch_size: int = 4,
+    mixed_precision: bool | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelFlag = None,
+) -> dict[str, Volume]:
+    """RGB PCA maps of encoder patch tokens, one per encoder, on the CT grid.
+
+    ``encoders``: ``"ct"``, ``"pet"`` (dual-stream), ``"encoder"`` (single-stream) or a list; ``None`` = all.
+    ``layer``: the encoder block whose (final-normed) output tokens are used; default ``-1``, the last.
+    Other arguments as :func:`~DualDINOv3Lib.inference.segment_volume`. Slices without body are black.
+
+    Returns ``{name: Volume}`` with uint8 arrays ``(Z, Y, X, 3)`` and the CT's geometry (modality ``"RGB"``).
+    Two passes over the body slices: one to fit the PCA, one to project.
+    """
+    model = resolve_segmenter(segmenter)
+    names = _encoder_names(model, encoders)
+    prep = CasePreprocessor(ct, pet, model.config.preprocessing)
+    indices = np.flatnonzero(prep.body_slices)
+    device = resolve_device(device)
+    patch = model.patch_size
+    total = 2 * max(len(indices), 1)
+    sums = {n: None for n in names}
+    counts = dict.fromkeys(names, 0)
+    done = 0
+    with evaluating(model, device), torch.inference_mode():
+        for chunk in batches(indices, batch_size):  # pass 1: mean and covariance of body tokens
+            check_cancel(cancel, "PCA")
+            x = prep.images(chunk).to(device)
+            with autocast(device, mixed_precision):
+                tokens = _tokens(model, x, names, layer)
+            body = _body_patches(x, prep, patch)
+            for name, maps in tokens.items():
+                t = maps.permute(0, 2, 3, 1)[body].double()
+                first, second = t.sum(0), t.T @ t
+                if sums[name] is None:
+                    sums[name] = [first, second]
+                else:
+                    sums[name][0] += first
+                    sums[name][1] += second
+                counts[name] += t.shape[0]
+            done += len(chunk)
+            report(progress, done / total, f"PCA fit {done}/{len(indices)} slices")
+        bases = {name: _principal_axes(sums[name], counts[name], name) for name in names}
+        outputs = {name: np.zeros((*ct.shape, 3), dtype=np.uint8) for name in names}
+        for chunk in batches(indices, batch_size):  # pass 2: project and map back to the CT grid
+            check_cancel(cancel, "PCA")
+            x = prep.images(chunk).to(device)
+            with autocast(device, mixed_precision):
+                tokens = _tokens(model, x, names, layer)
+            body = _body_patches(x, prep, patch)
+            for name, maps in tokens.items():
+                mean, axes, scale = bases[name]
+                proj = (maps.permute(0, 2, 3, 1).double() - mean) @ axes / scale  # (N, h, w, 3) in SD units
+                rgb = ((proj / SD_RANGE).clamp(-1, 1) + 1) / 2 * body[..., None]
+                rgb = rgb.permute(0, 3, 1, 2).float()
+                rgb = F.interpolate(rgb, scale_factor=patch, mode="bilinear", align_corners=False)
+                rgb = rgb[..., : x.shape[-2], : x.shape[-1]]
+                back = prep.geometry.inverse(rgb, mode="bilinear", fill=0.0)
+                outputs[name][chunk] = (
+                    (back.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+                )
+            done += len(chunk)
+            report(progress, done / total, f"PCA maps {done - len(indices)}/{len(indices)} slices")
+    check_cancel(cancel, "PCA")
+    report(progress, 1.0, "done")
+    return {name: ct.with_array(arr, modality=RGB_MODALITY, units=None) for name, arr in outputs.items()}
+
+
+def _principal_axes(sums, count: int, name: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean ``(D,)``, the first 3 principal axes ``(D, 3)`` (sign: largest entry positive), their SDs ``(3,)``."""
+    if sums is None or count < 4:
+        raise DualDINOv3Error(
+            f"too few body tokens ({count}) to fit a PCA of the {name} encoder; does the CT contain a body?"
+        )
+    first, second = sums
+    mean = first / count
+    cov = second / count - torch.outer(mean, mean)
+    values, vectors = torch.linalg.eigh(cov)  # ascending
+    values, vectors = values.flip(0)[:3], vectors.flip(1)[:, :3]
+    signs = torch.sign(vectors.gather(0, vectors.abs().argmax(0, keepdim=True)))
+    vectors = vectors * signs
+    return mean, vectors, values.clamp_min(1e-12).sqrt()

@@ -1,0 +1,60 @@
+"""``pca_feature_maps``: RGB volumes on the CT grid with one PCA per encoder for the whole volume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from DualDINOv3Lib import pca_feature_maps
+from DualDINOv3Lib.data import Volume
+from DualDINOv3Lib.errors import DualDINOv3Error
+from DualDINOv3Lib.models import build_segmenter
+
+
+@pytest.fixture(scope="module")
+def cases():
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:64, :72]
+    ct = np.full((7, 64, 72), -1000.0, np.float32)
+    pet = np.zeros((7, 64, 72), np.float32)
+    for z in range(1, 7):
+        body = ((yy - 32 - z) / 22) ** 2 + ((xx - 36) / (20 + 2 * z)) ** 2 < 1
+        ct[z, body] = rng.normal(40, 30, body.sum())
+        pet[z, body] = rng.gamma(2.0, 0.5, body.sum())
+    ct[5], pet[5] = ct[2], pet[2]  # identical content at two heights
+    ct_volume = Volume(ct, (1.0, 1.0, 2.5), origin=(3.0, 4.0, 5.0), direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    return ct_volume, ct_volume.with_array(pet, modality="PT")
+
+
+def _model(architecture):
+    torch.manual_seed(0)
+    return build_segmenter(
+        {"architecture": architecture, "backbone": "vit_nano16", "preprocessing": {"crop_size": 64}}
+    ).eval()
+
+
+def test_rgb_volumes_on_the_ct_grid_with_colours_shared_across_slices(cases):
+    ct, pet = cases
+    maps = pca_feature_maps(ct, pet, _model("dual_stream"))
+    assert sorted(maps) == ["ct", "pet"]
+    for volume in maps.values():
+        assert volume.array.shape == (*ct.shape, 3) and volume.array.dtype == np.uint8
+        assert volume.same_grid(ct) and volume.direction == ct.direction
+        assert not volume.array[0].any()  # no body -> black
+        assert volume.array[1:].std() > 10  # the components spread over the colour range
+        # one PCA for the whole volume: identical slices get identical colours
+        np.testing.assert_array_equal(volume.array[2], volume.array[5])
+    assert not np.array_equal(maps["ct"].array, maps["pet"].array)
+
+
+def test_chosen_encoder_and_layer(cases):
+    ct, pet = cases
+    model = _model("dual_stream")
+    last = pca_feature_maps(ct, pet, model, encoders="pet")
+    first = pca_feature_maps(ct, pet, model, encoders=["pet"], layer=0)
+    assert list(last) == ["pet"] and not np.array_equal(last["pet"].array, first["pet"].array)
+    with pytest.raises(DualDINOv3Error, match="no encoder 'encoder'"):
+        pca_feature_maps(ct, pet, model, encoders="encoder")
+    single = pca_feature_maps(ct, pet, _model("single_stream"))
+    assert list(single) == ["encoder"]
