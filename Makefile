@@ -41,6 +41,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python Testing/benchmarks/bench_backbone.py
 	$(BIN)/python Testing/benchmarks/bench_inference.py
+	$(BIN)/python Testing/benchmarks/bench_augment.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -69,3 +69,26 @@ def save_slice_pngs(
         raise OutputExistsError(f"{existing[0]} exists; choose another folder or allow overwriting (--overwrite)")
     folder.mkdir(parents=True, exist_ok=True)
     return [write_png(display_slice(volume, z), p, overwrite=True) for z, p in zip(slices, paths, strict=True)]
+
+
+def contour(mask: np.ndarray) -> np.ndarray:
+    """The boundary pixels of a 2D boolean mask (pixels with a 4-neighbour outside it)."""
+    mask = np.asarray(mask, dtype=bool)
+    padded = np.pad(mask, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~interior
+
+
+def hot_colormap(image: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Grey values -> ``(H, W, 3)`` uint8 in a black-red-yellow-white ("hot") scale, as PET is usually shown."""
+    t = np.clip((np.asarray(image, dtype=np.float32) - low) / max(high - low, 1e-6), 0.0, 1.0)
+    rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1)
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def draw_contours(rgb: np.ndarray, masks_and_colours) -> np.ndarray:
+    """``rgb`` ``(H, W, 3)`` with the contour of each ``(mask, (r, g, b))`` drawn over it."""
+    out = np.array(rgb, copy=True)
+    for mask, colour in masks_and_colours:
+        out[contour(mask)] = colour
+    return out

@@ -15,9 +15,13 @@ import SimpleITK as sitk
 
 from ..errors import DataError, OutputExistsError
 from ..files import atomic_write
+from .dicom_header import read_pet_header
+from .suv import suvbw_factors
 from .volume import Volume
 
 log = logging.getLogger(__name__)
+pet_log = logging.getLogger("dualdinov3.suv")
+"""PET unit handling (SUV conversion, values taken as SUV) is logged here, a child of the CLI's logger."""
 
 READ_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
@@ -28,7 +32,10 @@ NON_IMAGE_MODALITIES = frozenset({"RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "S
 
 _MODALITY_TAG = "0008|0060"
 _PET_UNITS_TAG = "0054|1001"
-_PET_UNITS = {"GML": "SUV", "BQML": "Bq/ml", "CNTS": "counts"}
+PET_MODALITIES = frozenset({"PT", "PET"})
+"""``modality`` values (any case) that mark a PET volume."""
+SUSPICIOUS_SUV = 1000.0
+"""SUV values above this are implausible (tumours reach tens); such a file is probably in Bq/ml or counts."""
 
 
 def read_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
@@ -37,28 +44,89 @@ def read_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
     ``path``: a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) file, or a folder
     holding a DICOM series (if it holds several image series, the one with the most files is read).
     ``modality``: stored in the volume (e.g. ``"CT"``, ``"PT"``); for DICOM it defaults to the series'
-    Modality tag. For DICOM the units are taken from the header: ``"HU"`` for CT; for PET ``"SUV"``
-    when Units (0054,1001) is GML, else ``"Bq/ml"``/``"counts"`` (no SUV conversion is done here).
+    Modality tag. Units: ``"HU"`` for a CT DICOM series. A PET DICOM series is returned in SUVbw
+    (``units="SUV"``): Units GML is kept as it is, BQML and CNTS are converted from the header
+    (:func:`~DualDINOv3Lib.data.suv.suvbw_factors`, per slice where the factors differ), and a header that
+    does not allow it raises :class:`DataError`. A PET file (``modality`` ``"PT"``/``"PET"``) carries no
+    units: its values are taken as SUV, which :attr:`Volume.notes` says (and a warning is logged).
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder; check the path (absolute paths avoid working-folder mix-ups)")
+    notes: tuple[str, ...] = ()
     if path.is_dir():
-        image, header_modality, units = _read_dicom_series(path)
+        image, header_modality, files = _read_dicom_series(path)
     else:
         image = _read_file(path)
-        header_modality, units = None, None
+        header_modality, files = None, None
     _check_image(image, path)
     array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
     _check_values(array, path)
+    modality = modality if modality is not None else header_modality
+    units = None
+    if header_modality == "CT":
+        units = "HU"
+    elif header_modality == "PT":
+        array, notes = _pet_series_to_suv(array, files, path)
+        units = "SUV"
+    elif files is None and modality is not None and modality.upper() in PET_MODALITIES:
+        units, notes = "SUV", _pet_file_note(array, path)
     return Volume(
         array=array,
         spacing=image.GetSpacing(),
         origin=image.GetOrigin(),
         direction=image.GetDirection(),
         units=units,
-        modality=modality if modality is not None else header_modality,
+        modality=modality,
+        notes=notes,
     )
+
+
+def _pet_series_to_suv(array: np.ndarray, files: list[str], folder: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Converts a PET DICOM series (array (Z, Y, X), slice k read from ``files[k]``) to SUVbw."""
+    try:
+        headers = [read_pet_header(f) for f in files]
+    except DataError as exc:  # an encoding GDCM reads but our small reader does not (e.g. big endian)
+        info = sitk.ImageFileReader()
+        info.SetFileName(files[0])
+        info.ReadImageInformation()
+        if (_tag(info, _PET_UNITS_TAG) or "").upper() != "GML":
+            raise
+        pet_log.warning("%s: PET header not fully readable (%s); Units is GML, values kept as SUV", folder, exc)
+        return array, ()
+    result = suvbw_factors(headers, source=str(folder))
+    if result.units == "GML":
+        pet_log.info("%s: %s", folder, result.description)
+        return array, ()
+    factors = np.asarray(result.factors, dtype=np.float64)
+    if len(factors) != array.shape[0]:  # e.g. a multi-frame file: one header for all slices
+        if not result.uniform:
+            raise DataError(
+                f"{folder}: {len(files)} DICOM file(s) hold {array.shape[0]} slices with different SUV factors; "
+                "convert the series to SUV with your vendor workstation, or export it as one file per slice"
+            )
+        factors = np.full(array.shape[0], factors[0])
+    array = (array * factors[:, None, None]).astype(np.float32)
+    if result.uniform:
+        factor_text = f"factor {factors[0]:.6g}"
+    else:
+        factor_text = f"per-slice factors {factors.min():.6g} to {factors.max():.6g}"
+    note = f"{folder}: PET converted to SUVbw ({factor_text}; {result.description})"
+    pet_log.info("%s", note)
+    return array, (note,)
+
+
+def _pet_file_note(array: np.ndarray, path: Path) -> tuple[str, ...]:
+    """The provenance note of a PET file without units, whose values are taken as SUV."""
+    note = f"{path}: the PET file carries no units; its values are taken as SUV (g/ml)"
+    high = float(array.max())
+    if high > SUSPICIOUS_SUV:
+        note += (
+            f". Its maximum, {high:.6g}, is implausible for SUV (tumours reach tens): it is probably in Bq/ml or "
+            "counts; convert it to SUV first, or read the original DICOM series, which is converted from its header"
+        )
+    pet_log.warning("%s", note)
+    return (note,)
 
 
 def _read_file(path: Path) -> sitk.Image:
@@ -87,10 +155,16 @@ def _read_file(path: Path) -> sitk.Image:
         ) from exc
 
 
-def _read_dicom_series(folder: Path) -> tuple[sitk.Image, str | None, str | None]:
+def _read_dicom_series(folder: Path) -> tuple[sitk.Image, str | None, list[str]]:
+    """The image, the Modality tag and the file of each slice (slice k of the array from ``files[k]``)."""
     files, info = _pick_series(folder)
+    header_modality = _tag(info, _MODALITY_TAG)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
+    if header_modality == "PT":
+        # Each slice is rescaled with its own slope/intercept; without a float output type the pixel type of
+        # the first slice is used for all, and a first slice with slope 1 would truncate the others to integers.
+        reader.SetOutputPixelType(sitk.sitkFloat32)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
@@ -98,14 +172,7 @@ def _read_dicom_series(folder: Path) -> tuple[sitk.Image, str | None, str | None
             f"{folder}: the DICOM series ({len(files)} files) cannot be read ({_first_line(exc)}); "
             "check that every slice is present and not damaged, or convert the series to NIfTI"
         ) from exc
-    header_modality = _tag(info, _MODALITY_TAG)
-    units = None
-    if header_modality == "CT":
-        units = "HU"
-    elif header_modality == "PT":
-        raw = _tag(info, _PET_UNITS_TAG)
-        units = _PET_UNITS.get(raw.upper(), raw) if raw else None
-    return image, header_modality, units
+    return image, header_modality, files
 
 
 def _pick_series(folder: Path) -> tuple[list[str], sitk.ImageFileReader]:

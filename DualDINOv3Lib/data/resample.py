@@ -43,7 +43,7 @@ def resample_to_grid(
     resampler.SetOutputPixelType(moving_image.GetPixelID())
     array = sitk.GetArrayFromImage(resampler.Execute(moving_image))
     # the reference's own geometry tuples, so the result is on exactly the same grid
-    return dataclasses.replace(reference, array=array, units=moving.units, modality=moving.modality)
+    return dataclasses.replace(reference, array=array, units=moving.units, modality=moving.modality, notes=moving.notes)
 
 
 def _extent_text(volume: Volume) -> str:

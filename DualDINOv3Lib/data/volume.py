@@ -37,7 +37,9 @@ class Volume:
     SimpleITK/DICOM) of the centre of voxel ``array[0, 0, 0]``. ``direction``: the 3x3 direction
     cosine matrix, row-major, 9 numbers, exactly as SimpleITK's ``GetDirection()``.
     ``units``: e.g. ``"HU"`` or ``"SUV"`` (optional). ``modality``: e.g. ``"CT"``, ``"PT"`` or
-    :data:`LABEL_MODALITY` (optional).
+    :data:`LABEL_MODALITY` (optional). ``notes``: provenance notes a user should see (e.g. how PET
+    values were converted to SUV, or that they were taken as SUV); they travel with the volume through
+    :meth:`with_array` and ``dataclasses.replace``.
     """
 
     array: np.ndarray
@@ -46,6 +48,7 @@ class Volume:
     direction: tuple[float, ...] = _IDENTITY
     units: str | None = None
     modality: str | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         array = np.asarray(self.array)
@@ -66,6 +69,8 @@ class Volume:
         object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "origin", _float_tuple(self.origin, 3, "origin"))
         object.__setattr__(self, "direction", direction)
+        notes = (self.notes,) if isinstance(self.notes, str) else tuple(str(note) for note in self.notes)
+        object.__setattr__(self, "notes", notes)
 
     # --- conversion ------------------------------------------------------------------------------
 
@@ -97,8 +102,9 @@ class Volume:
     def with_array(self, new_array: np.ndarray, **changes) -> Volume:
         """The same geometry with other voxels of the same (Z, Y, X) shape.
 
-        ``changes`` may replace ``units`` and/or ``modality`` (e.g. ``modality=LABEL_MODALITY`` for a
-        segmentation of this volume). A ``(Z, Y, X, C)`` array is allowed on a ``(Z, Y, X)`` grid.
+        ``changes`` may replace ``units``, ``modality`` (e.g. ``modality=LABEL_MODALITY`` for a
+        segmentation of this volume) and/or ``notes``; otherwise they are kept. A ``(Z, Y, X, C)`` array is
+        allowed on a ``(Z, Y, X)`` grid.
         """
         new_array = np.asarray(new_array)
         if new_array.shape[:3] != self.shape or new_array.ndim not in (3, 4):
@@ -106,9 +112,9 @@ class Volume:
                 f"new array of shape {new_array.shape} does not fit this volume's grid (z, y, x) = {self.shape}; "
                 "resample it onto the grid first (DualDINOv3Lib.data.resample_to_grid)"
             )
-        unknown = set(changes) - {"units", "modality"}
+        unknown = set(changes) - {"units", "modality", "notes"}
         if unknown:
-            raise TypeError(f"with_array can only change units and modality, not {sorted(unknown)}")
+            raise TypeError(f"with_array can only change units, modality and notes, not {sorted(unknown)}")
         return dataclasses.replace(self, array=new_array, **changes)
 
     # --- geometry --------------------------------------------------------------------------------
@@ -166,5 +172,6 @@ class Volume:
     def __repr__(self) -> str:
         return (
             f"Volume(shape(z,y,x)={self.array.shape}, dtype={self.array.dtype}, spacing={self.spacing}, "
-            f"origin={self.origin}, direction={self.direction}, units={self.units!r}, modality={self.modality!r})"
+            f"origin={self.origin}, direction={self.direction}, units={self.units!r}, modality={self.modality!r}"
+            + (f", notes={self.notes!r})" if self.notes else ")")
         )

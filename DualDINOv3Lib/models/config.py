@@ -168,6 +168,7 @@ def _preprocessing(data: Mapping | None) -> PreprocessingSpec:
 _TOP_KEYS = {
     "name", "architecture", "backbone", "taps", "freeze_encoders", "rope_augmentation", "encoder",
     "ct_encoder", "pet_encoder", "fusion", "labels", "preprocessing",
+    "training",  # finetuning hyperparameters, read by DualDINOv3Lib.finetune (ignored here)
 }  # fmt: skip
 
 
@@ -207,13 +208,9 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike | None = N
     return cfg
 
 
-def load_config(source: str | os.PathLike | Mapping | SegmenterConfig) -> SegmenterConfig:
-    """A :class:`SegmenterConfig` from a config object, a mapping, or a ``.yaml``/``.yml``/``.json`` file."""
-    if isinstance(source, SegmenterConfig):
-        return source
-    if isinstance(source, Mapping):
-        return parse_config(source)
-    path = Path(source).expanduser()
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping in a ``.yaml``/``.yml``/``.json`` config file (errors name the file)."""
+    path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     text = path.read_text()
@@ -233,7 +230,21 @@ def load_config(source: str | os.PathLike | Mapping | SegmenterConfig) -> Segmen
             raise ConfigError(f"{path}: invalid JSON: {exc}") from exc
     else:
         raise ConfigError(f"{path}: config files must be .yaml, .yml or .json")
+    data = data or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: a config file must hold a mapping of keys to values")
+    return dict(data)
+
+
+def load_config(source: str | os.PathLike | Mapping | SegmenterConfig) -> SegmenterConfig:
+    """A :class:`SegmenterConfig` from a config object, a mapping, or a ``.yaml``/``.yml``/``.json`` file."""
+    if isinstance(source, SegmenterConfig):
+        return source
+    if isinstance(source, Mapping):
+        return parse_config(source)
+    path = Path(source).expanduser()
+    data = read_config_file(path)
     try:
-        return parse_config(data or {}, base_dir=path.parent)
+        return parse_config(data, base_dir=path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc

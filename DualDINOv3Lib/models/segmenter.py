@@ -51,6 +51,9 @@ class Segmenter(nn.Module, ABC):
         for name, enc in encoders.items():
             self.add_module(name, enc)
             enc.set_rope_augmentation(config.rope_augmentation)
+            # the mask token only serves masked-image pretraining (iBOT); a segmenter never uses it, and a
+            # trainable parameter without gradient breaks DistributedDataParallel
+            enc.mask_token.requires_grad_(False)
         first = next(iter(encoders.values()))
         self.patch_size = first.patch_size
         self.taps = tuple(config.taps) if config.taps is not None else first.default_taps

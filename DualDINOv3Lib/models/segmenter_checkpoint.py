@@ -76,8 +76,15 @@ def _check_metadata(path: Path, metadata: Mapping[str, str]) -> dict[str, str]:
     return dict(metadata)
 
 
-def load_segmenter(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Segmenter:
-    """Rebuilds a segmenter from its file alone (no encoder checkpoints needed); returns it in eval mode."""
+def load_segmenter(path: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> Segmenter:
+    """Rebuilds a segmenter from its file alone (no encoder checkpoints needed); returns it in eval mode.
+
+    Without ``path`` the bundled demo model is loaded (trained on synthetic phantoms only).
+    """
+    if path is None:
+        from .bundled import bundled_model_path
+
+        path = bundled_model_path()
     path = Path(path).expanduser()
     if path.suffix != ".safetensors":
         raise CheckpointError(

@@ -68,7 +68,7 @@ def paper_models(tmp_path):
 
 
 def test_the_shipped_paper_configs_parse():
-    names = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+    names = sorted(p.name for p in CONFIGS.glob("[0-9]_*.yaml"))
     assert names == ["1_scratch.yaml", "2_natural.yaml", "3_ct.yaml", "4_pet.yaml", "5_dual_ct_pet.yaml"]
     archs = [load_config(CONFIGS / n).architecture for n in names]
     assert archs == ["single_stream"] * 4 + ["dual_stream"]

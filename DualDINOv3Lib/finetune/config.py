@@ -1,0 +1,104 @@
+"""Finetuning hyperparameters (paper sec. 2.4, REFERENCE.md sec. 3): the ``training:`` section of a config."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from .augment import AugmentationConfig
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How a segmenter is finetuned. The defaults are the paper's (nnU-Net protocol, 2D slices).
+
+    ``epochs`` x ``iterations_per_epoch`` optimiser steps of ``batch_size`` slices (the global batch,
+    split over processes); AdamW(``learning_rate``, ``betas``, ``weight_decay`` on weight matrices and
+    convolution kernels only); linear warm-up over ``warmup_epochs`` then cosine decay to 0, per step.
+    ``foreground_oversampling``: the fraction of each batch forced to be slices that contain tumour.
+    ``mixed_precision``: bf16 autocast on CUDA GPUs that support it (``None`` = automatic, off on CPU).
+    ``grad_clip``: max gradient norm (``None``: no clipping). ``validate_every``: epochs between
+    validations. ``seed``: everything random (sampling, augmentation, initialisation) derives from it.
+    """
+
+    epochs: int = 1000
+    iterations_per_epoch: int = 250
+    batch_size: int = 16
+    learning_rate: float = 3e-4
+    weight_decay: float = 5e-2
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_epochs: int = 50
+    foreground_oversampling: float = 0.33
+    augmentation: bool = True
+    mixed_precision: bool | None = None
+    grad_clip: float | None = 12.0
+    validate_every: int = 1
+    validation_batch_size: int = 8
+    seed: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.iterations_per_epoch
+
+    def augmentation_config(self) -> AugmentationConfig:
+        return AugmentationConfig() if self.augmentation else AugmentationConfig.none()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_finetune_config(data: Mapping[str, Any] | None, **overrides) -> FinetuneConfig:
+    """A :class:`FinetuneConfig` from a ``training:`` mapping (unknown keys are errors) and overrides
+    (``None`` overrides are ignored, so command-line options can be passed through unconditionally)."""
+    data = dict(data or {})
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"training: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+    values = {}
+    for name, value in data.items():
+        default = fields[name].default
+        try:
+            if name == "betas":
+                value = tuple(float(b) for b in value)
+                if len(value) != 2 or not all(0 <= b < 1 for b in value):
+                    raise ValueError
+            elif name in ("mixed_precision", "grad_clip") and value is None:
+                pass
+            elif isinstance(default, bool) or name == "mixed_precision":
+                if not isinstance(value, bool):
+                    raise ValueError
+            elif isinstance(default, int):
+                if isinstance(value, bool) or int(value) != value:
+                    raise ValueError
+                value = int(value)
+            else:
+                value = float(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"training.{name}: invalid value {value!r} (default {default!r})") from exc
+        values[name] = value
+    cfg = FinetuneConfig(**values)
+    positive = ("epochs", "iterations_per_epoch", "batch_size", "validate_every", "validation_batch_size")
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"training.{name} must be at least 1, got {getattr(cfg, name)}")
+    if not 0 <= cfg.foreground_oversampling <= 1:
+        raise ConfigError(f"training.foreground_oversampling must be in [0, 1], got {cfg.foreground_oversampling}")
+    if cfg.learning_rate <= 0 or cfg.weight_decay < 0 or cfg.warmup_epochs < 0:
+        raise ConfigError("training.learning_rate must be > 0, weight_decay and warmup_epochs >= 0")
+    return cfg
+
+
+def learning_rate_at(step: int, cfg: FinetuneConfig) -> float:
+    """Linear warm-up from ~0 over ``warmup_epochs``, then cosine decay to 0 at the last step."""
+    import math
+
+    warmup = cfg.warmup_epochs * cfg.iterations_per_epoch
+    if step < warmup:
+        return cfg.learning_rate * (step + 1) / warmup
+    progress = (step - warmup) / max(cfg.total_steps - warmup, 1)
+    return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))

@@ -1,0 +1,99 @@
+"""Training data: preprocessed cases cached on disk (memory-mapped) and 2D slice batches with
+foreground oversampling, drawn from a ``torch.Generator`` so a resumed run draws the same batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.hecktor import HecktorCase, read_hecktor_case
+from ..data.preprocess import preprocess_case
+from ..errors import DataError
+from ..files import atomic_write
+from ..models.config import PreprocessingSpec
+
+log = logging.getLogger(__name__)
+
+
+def _cache_key(case: HecktorCase, spec: PreprocessingSpec) -> str:
+    """Changes when the preprocessing or any source file (size, modification time) changes."""
+    parts = [json.dumps([spec.spacing_mm, spec.crop_size, spec.ct_normalization, spec.pet_normalization])]
+    for path in (case.ct, case.pet, case.label):
+        stat = Path(path).stat()
+        parts.append(f"{Path(path).name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
+
+
+@dataclass
+class CachedCase:
+    """One preprocessed case: images ``(Z, 2, S, S)`` float32 and labels ``(Z, S, S)`` uint8, memory-mapped."""
+
+    case_id: str
+    images: np.ndarray
+    labels: np.ndarray
+    foreground_slices: np.ndarray
+
+
+def load_cached_case(case: HecktorCase, spec: PreprocessingSpec, cache_dir: Path) -> CachedCase:
+    """Preprocesses ``case`` once (paper sec. 2.2) and keeps the arrays in ``cache_dir`` for later runs."""
+    if case.label is None:
+        raise DataError(f"case {case.case_id} has no label file ({case.case_id}.nii.gz); training needs labels")
+    key = _cache_key(case, spec)
+    images_path = cache_dir / f"{case.case_id}-{key}-images.npy"
+    labels_path = cache_dir / f"{case.case_id}-{key}-labels.npy"
+    if not (images_path.exists() and labels_path.exists()):
+        ct, pet, label = read_hecktor_case(case)
+        images, labels, _ = preprocess_case(ct, pet, spec, label)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(images_path, lambda tmp: np.save(tmp, images))
+        atomic_write(labels_path, lambda tmp: np.save(tmp, labels))
+        log.info("cached %s: %d slices", case.case_id, images.shape[0])
+    images = np.load(images_path, mmap_mode="r")
+    labels = np.load(labels_path, mmap_mode="r")
+    foreground = np.flatnonzero(labels.reshape(labels.shape[0], -1).max(axis=1) > 0)
+    return CachedCase(case.case_id, images, labels, foreground)
+
+
+class SliceSampler:
+    """Batches of (case, slice) pairs: cases uniformly at random, then a random slice; the last
+    ``round(batch_size * foreground_oversampling)`` of every batch is a slice with tumour (nnU-Net's rule).
+    """
+
+    def __init__(self, cases: list[CachedCase], batch_size: int, foreground_oversampling: float, seed: int) -> None:
+        if not cases:
+            raise DataError("no training cases; check the data folder and the split")
+        self.cases = cases
+        self.batch_size = batch_size
+        self.n_foreground = round(batch_size * foreground_oversampling)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+    def next_indices(self) -> list[tuple[int, int]]:
+        picks = []
+        for i in range(self.batch_size):
+            c = self._randint(len(self.cases))
+            case = self.cases[c]
+            forced = i >= self.batch_size - self.n_foreground and case.foreground_slices.size > 0
+            z = (
+                int(case.foreground_slices[self._randint(case.foreground_slices.size)])
+                if forced
+                else self._randint(case.images.shape[0])
+            )
+            picks.append((c, z))
+        return picks
+
+    def next_batch(self) -> tuple[Tensor, Tensor]:
+        """Images ``(B, 2, S, S)`` float32 and labels ``(B, S, S)`` int64 (CPU)."""
+        picks = self.next_indices()
+        images = np.stack([self.cases[c].images[z] for c, z in picks])
+        labels = np.stack([self.cases[c].labels[z] for c, z in picks])
+        return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))

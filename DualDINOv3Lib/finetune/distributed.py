@@ -1,0 +1,65 @@
+"""Multi-process training through ``torchrun``: the same script runs on 1 CPU, 1 GPU or many GPUs/nodes.
+
+``torchrun`` sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``; without them everything is a single process.
+The backend is nccl on CUDA and gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def gather_objects(self, obj) -> list:
+        """``obj`` from every rank, in rank order (on every rank)."""
+        if not self.enabled:
+            return [obj]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+
+def init_distributed(device: torch.device) -> tuple[DistributedContext, torch.device]:
+    """Joins the process group when launched by torchrun; returns the context and this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistributedContext(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistributedContext(rank, world_size, local_rank), device
+
+
+def shutdown_distributed(ctx: DistributedContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def parameter_checksums(model: torch.nn.Module) -> list[float]:
+    """One float64 sum per parameter tensor: equal lists on every rank mean the replicas are in sync."""
+    with torch.no_grad():
+        return [float(p.detach().double().sum()) for p in model.parameters()]
