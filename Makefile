@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/dualdinov3 selfcheck
+	$(BIN)/dualdinov3 demo --out demo-output --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -34,7 +34,8 @@ def overlay_picture(ct, pet_on_ct, truth, prediction, z: int) -> np.ndarray:
     masks = [(t == c, colour) for c, colour in TRUTH_COLOURS.items()]
     masks += [(p == c, colour) for c, colour in PREDICTION_COLOURS.items()]
     gap = np.full((ct_rgb.shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([draw_contours(ct_rgb, masks), gap, draw_contours(pet_rgb, masks)], axis=1)
+    picture = np.concatenate([draw_contours(ct_rgb, masks), gap, draw_contours(pet_rgb, masks)], axis=1)
+    return picture.repeat(2, axis=0).repeat(2, axis=1)  # twice the size: contours one CT voxel wide stay visible
 
 
 def run_demo(

@@ -8,6 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Calls ``write(tmp_path)`` then renames the temporary file onto ``path``.
 
@@ -19,6 +25,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     temporary = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
         write(str(temporary))
+        # some writers (safetensors) create private 0600 files: give the result the usual permissions
+        # (those of the file it replaces, else 0666 minus the umask)
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
         os.replace(temporary, path)
     finally:
         if temporary.exists():

@@ -194,6 +194,10 @@ def test_build_and_install_layout(configured, tmp_path):
         assert filecmp.cmp(REPO_ROOT / source, installed, shallow=False), source
     install_dir = record["slicer"]["Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR"]
     assert (tmp_path / install_dir / LIB / "__init__.py").is_file()
+    # the library's data files (the bundled demo model) are installed where the package looks for them
+    for data in (REPO_ROOT / LIB / "resources").glob("*.safetensors"):
+        installed = tmp_path / install_dir / LIB / "resources" / data.name
+        assert installed.is_file() and filecmp.cmp(data, installed, shallow=False), data.name
 
 
 def test_module_script_is_light_and_matches_its_ui():

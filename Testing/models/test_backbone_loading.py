@@ -516,3 +516,17 @@ def test_load_backbone_default_device_is_cpu(tmp_path):
     loaded = load_backbone(path)
     assert not loaded.training
     assert {p.device.type for p in loaded.parameters()} == {"cpu"}
+
+
+def test_written_files_get_normal_permissions_not_private_ones(tmp_path):
+    import os
+    import stat
+
+    from DualDINOv3Lib.models import build_segmenter, save_segmenter
+
+    old = os.umask(0o022)
+    try:
+        path = save_segmenter(build_segmenter({"backbone": "vit_nano16"}), tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
