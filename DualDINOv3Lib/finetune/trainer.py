@@ -77,14 +77,11 @@ def _optimizer(model: Segmenter, cfg: FinetuneConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.betas)
 
 
-def validation_dice(
+def case_dice_scores(
     model: Segmenter, cases: list[CachedCase], device: torch.device, batch_size: int, num_classes: int
-) -> dict[str, float]:
-    """Mean over cases of the per-case 3D Dice of each foreground class on the model grid.
-
-    A case whose truth and prediction are both empty for a class is left out of that class's mean.
-    Returns ``{"dice_<c>": ..., "dice_mean": ...}`` (NaN where no case counts).
-    """
+) -> list[list[float]]:
+    """Per foreground class, the 3D Dice on the model grid of each case in which the class is in the truth
+    or the prediction (a case where both are empty does not count for that class)."""
     per_class: list[list[float]] = [[] for _ in range(1, num_classes)]
     model.eval()
     with torch.inference_mode():
@@ -102,11 +99,24 @@ def validation_dice(
                     sums[c] += p.sum() + t.sum()
             for c in range(1, num_classes):
                 if sums[c] > 0:
-                    per_class[c - 1].append(2 * inter[c] / sums[c])
+                    per_class[c - 1].append(float(2 * inter[c] / sums[c]))
+    return per_class
+
+
+def summarize_dice(per_class: list[list[float]]) -> dict[str, float]:
+    """``{"dice_<c>": mean over cases, "dice_mean": mean over classes}`` (NaN where no case counts)."""
     out = {f"dice_{c}": float(np.mean(v)) if v else math.nan for c, v in enumerate(per_class, start=1)}
     valid = [v for v in out.values() if not math.isnan(v)]
     out["dice_mean"] = float(np.mean(valid)) if valid else math.nan
     return out
+
+
+def distributed_validation(model, val, ctx: DistributedContext, device, batch_size: int, num_classes: int) -> dict:
+    """Validation Dice with the cases shared out over the processes (no rank idles at a barrier while the
+    main one validates alone, which could exceed the process group's timeout on large validation sets)."""
+    mine = case_dice_scores(model, val[ctx.rank :: ctx.world_size], device, batch_size, num_classes)
+    gathered = ctx.gather_objects(mine)
+    return summarize_dice([[d for rank in gathered for d in rank[c]] for c in range(num_classes - 1)])
 
 
 def _write_metrics(out_dir: Path, history: list[dict]) -> None:
@@ -201,7 +211,7 @@ def _finetune(config, train_cases, val_cases, out_dir, cfg, ctx: DistributedCont
     ctx.barrier()  # the main process fills the cache first
     if not ctx.is_main:
         train = [load_cached_case(c, config.preprocessing, cache_dir) for c in train_cases]
-    val = [load_cached_case(c, config.preprocessing, cache_dir) for c in val_cases] if ctx.is_main else []
+    val = [load_cached_case(c, config.preprocessing, cache_dir) for c in val_cases]
 
     torch.manual_seed(cfg.seed)
     model = build_segmenter(config).to(device)
@@ -264,11 +274,9 @@ def _finetune(config, train_cases, val_cases, out_dir, cfg, ctx: DistributedCont
         row = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": float(np.mean(losses)),
                "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
         rng_states = ctx.gather_objects(_rng_state(sampler, aug_gen))
+        if val and ((epoch + 1) % cfg.validate_every == 0 or epoch + 1 == cfg.epochs):
+            row.update(distributed_validation(model, val, ctx, device, cfg.validation_batch_size, config.num_classes))
         if ctx.is_main:
-            if (epoch + 1) % cfg.validate_every == 0 or epoch + 1 == cfg.epochs:
-                row.update(
-                    validation_dice(model, val, device, cfg.validation_batch_size, config.num_classes) if val else {}
-                )
             history.append(row)
             score = row.get("dice_mean", math.nan)
             extra = {"epoch": str(epoch + 1), "train_loss": f"{row['train_loss']:.6f}"}

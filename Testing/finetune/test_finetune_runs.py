@@ -99,3 +99,5 @@ def test_two_torchrun_processes_stay_in_sync(data, tmp_path):
     ranks = json.loads((tmp_path / "ddp" / "ranks.json").read_text())
     assert len(ranks["rank_checksums"]) == 2 and ranks["in_sync"]
     assert ranks["rank_checksums"][0] == ranks["rank_checksums"][1]
+    last = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "dice_1" in last and "dice_mean" in last  # validation shared out over both processes
