@@ -21,10 +21,10 @@ from pathlib import Path
 import SimpleITK as sitk
 
 try:
-    from DualDINOv3Lib.data.io import NON_IMAGE_MODALITIES, READ_SUFFIXES
+    from DualDINOv3Lib.data.io import NON_IMAGE_MODALITIES, READ_SUFFIXES, is_dicom_file
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from DualDINOv3Lib.data.io import NON_IMAGE_MODALITIES, READ_SUFFIXES
+    from DualDINOv3Lib.data.io import NON_IMAGE_MODALITIES, READ_SUFFIXES, is_dicom_file
 from DualDINOv3Lib.data.pretrain_slices import VolumeReport, build_pretraining_store, slice_params
 from DualDINOv3Lib.errors import DualDINOv3Error
 
@@ -37,16 +37,8 @@ def _is_image_file(path: Path) -> bool:
     return path.is_file() and any(name.endswith(suffix) for suffix in READ_SUFFIXES)
 
 
-def _is_dicom(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
-
-
 def _holds_dicom(folder: Path) -> bool:
-    return any(p.is_file() and (p.suffix.lower() == ".dcm" or _is_dicom(p)) for p in folder.iterdir())
+    return any(p.is_file() and (p.suffix.lower() == ".dcm" or is_dicom_file(p)) for p in folder.iterdir())
 
 
 def find_inputs(paths: list[str], modality: str) -> list[Path]:
@@ -93,7 +85,9 @@ def _search_folder(folder: Path, modality: str) -> list[Path]:
 
 def _dicom_modality(folder: Path) -> str | None:
     """The Modality (0008,0060) of the first DICOM file in ``folder``; "" if it is not an image."""
-    first = next(p for p in sorted(folder.iterdir()) if p.is_file() and (p.suffix.lower() == ".dcm" or _is_dicom(p)))
+    first = next(
+        p for p in sorted(folder.iterdir()) if p.is_file() and (p.suffix.lower() == ".dcm" or is_dicom_file(p))
+    )
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(first))
     try:

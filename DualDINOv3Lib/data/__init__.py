@@ -6,6 +6,7 @@ phantoms, and the pretraining slice stores. Needs SimpleITK, never slicer."""
 from .dicom_header import PET_HEADER_TAGS, read_pet_header
 from .hecktor import HecktorCase, list_hecktor_cases, read_hecktor_case, write_hecktor_case
 from .io import read_volume, write_volume
+from .labels import read_label
 from .phantom import Phantom, make_phantom, write_phantom_cases
 from .preprocess import CasePreprocessor, preprocess_case
 from .pretrain_slices import (
@@ -45,6 +46,7 @@ __all__ = [
     "preprocess_case",
     "pretraining_slices",
     "read_hecktor_case",
+    "read_label",
     "read_pet_header",
     "read_volume",
     "resample_pet_to_ct",

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..errors import DataError, OutputExistsError
 from ..files import atomic_write
 from .io import read_volume, write_volume
+from .labels import read_label
 from .resample import check_overlap
 from .volume import LABEL_MODALITY, Volume
 
@@ -160,13 +160,7 @@ def read_hecktor_case(case: HecktorCase) -> tuple[Volume, Volume, Volume | None]
 
 
 def _read_label(path: Path, ct: Volume) -> Volume:
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise DataError(f"{path}: the label cannot be read as an image ({str(exc).strip().splitlines()[-1]})") from exc
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise DataError(f"{path}: a label must be a 3D scalar image, got a {image.GetDimension()}D image")
-    label = Volume.from_sitk(image, modality=LABEL_MODALITY)
+    label = read_label(path)
     values = np.unique(label.array)
     bad = [v for v in values.tolist() if v not in LABEL_VALUES]
     if bad:

@@ -180,7 +180,7 @@ def _pick_series(folder: Path) -> tuple[list[str], sitk.ImageFileReader]:
     series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series_ids:
         subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        dicom_files = [p.name for p in folder.iterdir() if p.is_file() and _is_dicom(p)]
+        dicom_files = [p.name for p in folder.iterdir() if p.is_file() and is_dicom_file(p)]
         found = (
             f"its {len(dicom_files)} DICOM file(s) (e.g. {dicom_files[0]}) are not image slices (RTSTRUCT or similar)"
             if dicom_files
@@ -233,7 +233,7 @@ def _pick_series(folder: Path) -> tuple[list[str], sitk.ImageFileReader]:
     return files, info
 
 
-def _is_dicom(path: Path) -> bool:
+def is_dicom_file(path: Path) -> bool:
     """True for a DICOM Part 10 file (the 4 bytes 'DICM' after the 128-byte preamble)."""
     try:
         with open(path, "rb") as f:

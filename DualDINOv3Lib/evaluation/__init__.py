@@ -5,6 +5,7 @@ Needs only numpy and SimpleITK (no scipy, no matplotlib: the box plot lives in `
 The conventions for empty masks and every definition are in :data:`CONVENTIONS`.
 """
 
+from ..data.labels import read_label
 from .aggregate import (
     ALL,
     STRATA_AND_ALL,
@@ -18,7 +19,7 @@ from .aggregate import (
     summarize_stratum,
 )
 from .folders import evaluate_folders, match_cases
-from .labels import find_label_files, read_label
+from .labels import find_label_files
 from .metrics import (
     CLASSES,
     CONVENTIONS,

@@ -7,8 +7,9 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from ..data.labels import read_label
 from ..errors import DataError
-from .labels import find_label_files, read_label
+from .labels import find_label_files
 from .metrics import CLASSES, CaseMetrics, evaluate_case
 
 log = logging.getLogger(__name__)
