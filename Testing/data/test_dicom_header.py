@@ -83,7 +83,8 @@ def test_ibsi_pet_headers_match_simpleitk_and_pydicom_values():
 
 
 def test_ibsi_pet_headers_match_pydicom_when_installed():
-    pydicom = pytest.importorskip("pydicom")
+    import pydicom  # test extra: the reference DICOM reader
+
     for path in PET_FILES[::8]:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         item = ds.RadiopharmaceuticalInformationSequence[0]

@@ -181,7 +181,8 @@ HF_KW = dict(
 
 
 def random_hf_model(**overrides):
-    transformers = pytest.importorskip("transformers")
+    import transformers  # test extra: the reference implementation
+
     torch.manual_seed(7)
     model = transformers.DINOv3ViTModel(transformers.DINOv3ViTConfig(**{**HF_KW, **overrides}))
     with torch.no_grad():
