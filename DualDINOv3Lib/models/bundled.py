@@ -6,10 +6,10 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 
-BUNDLED_MODEL_NAME = "demo_dual_nano.safetensors"
+BUNDLED_MODEL_NAME = "demo_dual_p8.safetensors"
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "resources" / BUNDLED_MODEL_NAME
-"""A small dual-stream model (two 4-block 64-dim ViTs) trained on synthetic head-and-neck phantoms
-with ``Training/configs/demo_dual_nano.yaml``; README.md gives the command that reproduces it."""
+"""A small dual-stream model (two 4-block, 96-dim ViTs with 8x8 patches) trained on synthetic head-and-neck
+phantoms with ``Training/configs/demo_dual_p8.yaml``; README.md gives the commands that reproduce it."""
 
 
 def bundled_model_path() -> Path:
