@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from .errors import DualDINOv3Error, OutputExistsError
+
 
 def _umask() -> int:
     mask = os.umask(0o022)
@@ -42,8 +44,6 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tup
     :class:`~DualDINOv3Lib.errors.DualDINOv3Error` if it is a folder, its suffix is not one of
     ``suffixes``, or its folder cannot be created or written.
     """
-    from .errors import DualDINOv3Error, OutputExistsError
-
     path = Path(path)
     name = path.name.lower()
     if suffixes is not None and not any(name.endswith(s) for s in suffixes):
@@ -58,8 +58,6 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tup
 
 def check_output_folder(folder: str | os.PathLike) -> Path:
     """Creates ``folder`` if needed and checks that files can be written in it."""
-    from .errors import DualDINOv3Error
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise DualDINOv3Error(f"{folder} is a file, not a folder; choose another output location")

@@ -100,14 +100,22 @@ def pca_feature_maps(
     total = 2 * max(len(indices), 1)
     sums = {n: None for n in names}
     counts = dict.fromkeys(names, 0)
-    done = 0
-    with evaluating(model, device), torch.inference_mode():
-        for chunk in batches(indices, batch_size):  # pass 1: mean and covariance of body tokens
+
+    def token_batches(stage: str):
+        """Per batch of body slices: slice indices, model inputs, tokens per encoder, body-patch mask."""
+        done = 0
+        for chunk in batches(indices, batch_size):
             check_cancel(cancel, "PCA")
             x = prep.images(chunk).to(device)
             with autocast(device, mixed_precision):
                 tokens = _tokens(model, x, names, layer)
-            body = _body_patches(x, prep, patch)
+            yield chunk, x, tokens, _body_patches(x, prep, patch)
+            done += len(chunk)
+            offset = 0 if stage == "fit" else len(indices)
+            report(progress, (offset + done) / total, f"PCA {stage} {done}/{len(indices)} slices")
+
+    with evaluating(model, device), torch.inference_mode():
+        for _, _, tokens, body in token_batches("fit"):  # pass 1: mean and covariance of body tokens
             for name, maps in tokens.items():
                 t = maps.permute(0, 2, 3, 1)[body].double()
                 first, second = t.sum(0), t.T @ t
@@ -117,16 +125,9 @@ def pca_feature_maps(
                     sums[name][0] += first
                     sums[name][1] += second
                 counts[name] += t.shape[0]
-            done += len(chunk)
-            report(progress, done / total, f"PCA fit {done}/{len(indices)} slices")
         bases = {name: _principal_axes(sums[name], counts[name], name) for name in names}
         outputs = {name: np.zeros((*ct.shape, 3), dtype=np.uint8) for name in names}
-        for chunk in batches(indices, batch_size):  # pass 2: project and map back to the CT grid
-            check_cancel(cancel, "PCA")
-            x = prep.images(chunk).to(device)
-            with autocast(device, mixed_precision):
-                tokens = _tokens(model, x, names, layer)
-            body = _body_patches(x, prep, patch)
+        for chunk, x, tokens, body in token_batches("maps"):  # pass 2: project and map back to the CT grid
             for name, maps in tokens.items():
                 mean, axes, scale = bases[name]
                 proj = (maps.permute(0, 2, 3, 1).double() - mean) @ axes / scale  # (N, h, w, 3) in SD units
@@ -138,8 +139,6 @@ def pca_feature_maps(
                 outputs[name][chunk] = (
                     (back.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
                 )
-            done += len(chunk)
-            report(progress, done / total, f"PCA maps {done - len(indices)}/{len(indices)} slices")
     check_cancel(cancel, "PCA")
     report(progress, 1.0, "done")
     return {name: ct.with_array(arr, modality=RGB_MODALITY, units=None) for name, arr in outputs.items()}
