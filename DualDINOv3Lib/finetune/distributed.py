@@ -56,6 +56,9 @@ def init_distributed(device: torch.device) -> tuple[DistributedContext, torch.de
 
 def shutdown_distributed(ctx: DistributedContext) -> None:
     if ctx.enabled and dist.is_initialized():
+        # every rank must be done with the group (rank 0 writes files after the last collective); a rank
+        # tearing down gloo while another still uses it aborts that one ("terminate called ...")
+        dist.barrier()
         dist.destroy_process_group()
 
 
