@@ -6,28 +6,43 @@ Public API (stable): :func:`segment_volume` (PET/CT volumes -> label volume on t
 :class:`~DualDINOv3Lib.data.Volume` type; in :mod:`DualDINOv3Lib.models` the
 :class:`~DualDINOv3Lib.models.DINOv3ViT` backbone and :func:`~DualDINOv3Lib.models.load_backbone`.
 This package never imports slicer, vtk or qt.
+
+Exports are lazy: ``import DualDINOv3Lib`` (or any package in it) loads neither torch nor SimpleITK; a
+name's module is imported when the name is first used.
+
+Layers (each package imports only from the layers above it in this list, never from a later one; a test
+checks every import):
+
+0. ``version``, ``errors``
+1. ``domain`` (label values, tumour-volume strata), ``files`` (atomic writes), ``progress``
+2. ``data``: Volume, image/DICOM reading and writing, SUV, resampling, labels, the HECKTOR layout
+   (numpy + SimpleITK, no torch)
+3. ``preprocessing`` (the paper's slice preprocessing and its inverse; the body rule),
+   ``phantoms`` (synthetic PET/CT), ``evaluation`` (Dice, HD95, Table 1, splits), ``rendering`` (PNGs),
+   ``runtime`` (devices, mixed precision, progress and cancel for long jobs)
+4. ``models``: the DINOv3 ViT, checkpoints, fusion, decoder, segmenters
+5. ``inference`` (whole volumes, PCA maps), ``finetune``, ``pretraining``
+6. ``workflows``: the jobs behind the commands (demo, finetune runs, cross-validation, prediction, ...)
+7. ``cli``: the ``dualdinov3`` command
 """
 
-__version__ = "0.1.0"
+from ._lazy import lazy_exports
+from .version import __version__
 
-from .data import Volume, read_volume, write_volume
-from .errors import CheckpointError, ConfigError, DataError, DualDINOv3Error
-from .inference import Cancelled, pca_feature_maps, segment_volume
-from .models import build_segmenter, load_segmenter, save_segmenter
-
-__all__ = [
-    "Cancelled",
-    "CheckpointError",
-    "ConfigError",
-    "DataError",
-    "DualDINOv3Error",
-    "Volume",
-    "__version__",
-    "build_segmenter",
-    "load_segmenter",
-    "pca_feature_maps",
-    "read_volume",
-    "save_segmenter",
-    "segment_volume",
-    "write_volume",
-]
+_EXPORTS = {
+    "Cancelled": ".runtime",
+    "CheckpointError": ".errors",
+    "ConfigError": ".errors",
+    "DataError": ".errors",
+    "DualDINOv3Error": ".errors",
+    "Volume": ".data.volume",
+    "build_segmenter": ".models.factory",
+    "load_segmenter": ".models.segmenter_checkpoint",
+    "pca_feature_maps": ".inference.pca",
+    "read_volume": ".data.io",
+    "save_segmenter": ".models.segmenter_checkpoint",
+    "segment_volume": ".inference.segment",
+    "write_volume": ".data.io",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = ["__version__", *sorted(_EXPORTS)]

@@ -12,7 +12,7 @@ import pytest
 
 from DualDINOv3Lib.cli import main
 from DualDINOv3Lib.data.hecktor import list_hecktor_cases, read_hecktor_case
-from DualDINOv3Lib.data.phantom import STRATA
+from DualDINOv3Lib.domain import STRATA
 
 LINE = re.compile(r"^(PHANTOM-\d{3}): GTVp +([\d.]+) cm3 \((small|medium|large)\), GTVn +([\d.]+) cm3 \((\d) nodes?\)$")
 

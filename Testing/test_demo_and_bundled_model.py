@@ -10,10 +10,10 @@ import torch
 
 from DualDINOv3Lib import load_segmenter, segment_volume
 from DualDINOv3Lib.cli import main
-from DualDINOv3Lib.data import make_phantom
 from DualDINOv3Lib.evaluation import dice_coefficient
 from DualDINOv3Lib.models import build_segmenter
 from DualDINOv3Lib.models.bundled import BUNDLED_MODEL
+from DualDINOv3Lib.phantoms import make_phantom
 
 HELD_OUT_SEEDS = (777001, 777002)  # not among the seeds the demo model was trained or validated on
 

@@ -18,13 +18,13 @@ import sys
 from pathlib import Path
 
 import evaluate
-import numpy as np
 from curves import plot_training_curves
 
 from DualDINOv3Lib.data import write_volume
 from DualDINOv3Lib.data.hecktor import list_hecktor_cases, read_hecktor_case
+from DualDINOv3Lib.data.labels import read_label
+from DualDINOv3Lib.domain import GTVP, class_volume_cm3, stratum_of
 from DualDINOv3Lib.errors import DualDINOv3Error
-from DualDINOv3Lib.evaluation import read_label, stratum_of
 from DualDINOv3Lib.evaluation.splits import load_splits, make_crossval_splits, save_splits
 from DualDINOv3Lib.finetune.config import parse_finetune_config
 from DualDINOv3Lib.finetune.trainer import STATE_FILE, finetune
@@ -56,8 +56,7 @@ def case_strata(cases) -> dict[str, str | None]:
     strata = {}
     for case in cases:
         label = read_label(case.label)
-        cm3 = float(np.count_nonzero(np.asarray(label.array) == 1)) * float(np.prod(label.spacing)) / 1000.0
-        strata[case.case_id] = stratum_of(cm3) if cm3 > 0 else None
+        strata[case.case_id] = stratum_of(class_volume_cm3(label.array, label.spacing, GTVP))
     return strata
 
 

@@ -15,8 +15,9 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after matplotlib.use: the backend is chosen first
 
+from DualDINOv3Lib.domain import STRATA, TUMOUR_CLASSES
 from DualDINOv3Lib.errors import OutputExistsError
-from DualDINOv3Lib.evaluation import CLASSES, STRATA, CaseMetrics, in_stratum
+from DualDINOv3Lib.evaluation import CaseMetrics, in_stratum
 from DualDINOv3Lib.files import atomic_write
 
 SHOW_POINTS_UP_TO = 60
@@ -42,7 +43,7 @@ def dice_boxplot(
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: already exists; pass overwrite=True (--overwrite) or choose another name")
-    class_names = list(class_names) if class_names is not None else list(CLASSES.values())
+    class_names = list(class_names) if class_names is not None else list(TUMOUR_CLASSES.values())
     names = list(cases_by_configuration)
     colours = plt.get_cmap("tab10").colors
     width = 0.8 / max(len(names), 1)

@@ -25,8 +25,8 @@ try:
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from DualDINOv3Lib.data.io import NON_IMAGE_MODALITIES, READ_SUFFIXES, is_dicom_file
-from DualDINOv3Lib.data.pretrain_slices import VolumeReport, build_pretraining_store, slice_params
 from DualDINOv3Lib.errors import DualDINOv3Error
+from DualDINOv3Lib.pretraining.slices import VolumeReport, build_pretraining_store, slice_params
 
 PROG = "prepare_pretraining"
 HECKTOR_SUFFIXES = {"PT": "__PT.nii.gz", "CT": "__CT.nii.gz"}

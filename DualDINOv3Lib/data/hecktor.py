@@ -8,9 +8,6 @@ labels in ``labelsTr/`` (``labelsTs/``) beside it.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 import re
@@ -19,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..domain import LABEL_VALUES
 from ..errors import DataError, OutputExistsError
-from ..files import atomic_write
 from .io import read_volume, write_volume
 from .labels import read_label
 from .resample import check_overlap
@@ -28,12 +25,12 @@ from .volume import LABEL_MODALITY, Volume
 
 log = logging.getLogger(__name__)
 
-LABEL_VALUES = {0: "background", 1: "GTVp", 2: "GTVn"}
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 SUBFOLDERS = (("imagesTr", "labelsTr"), ("imagesTs", "labelsTs"))
 """(images, labels) subfolder pairs of the challenge's download, looked for inside the given folder."""
-CASES_JSON, CASES_CSV = "cases.json", "cases.csv"
-CASES_FORMAT = "dualdinov3-phantom-cases"
+LABEL_SUBFOLDERS = tuple(labels for _, labels in SUBFOLDERS)
+IMAGE_SEPARATOR = "__"
+"""``CASE__CT.nii.gz`` / ``CASE__PT.nii.gz`` are images; a label ``CASE.nii.gz`` never holds this."""
 _IMAGE_NAME = re.compile(r"^(?P<case>.+)__(?P<modality>CT|PT)(?P<suffix>\.nii\.gz|\.nii|\.nrrd|\.mha)$", re.IGNORECASE)
 
 
@@ -57,6 +54,23 @@ def _suffix(name: str) -> str | None:
     return next((s for s in IMAGE_SUFFIXES if lower.endswith(s)), None)
 
 
+def image_case(path: str | os.PathLike) -> tuple[str, str] | None:
+    """``(case id, "CT" or "PT")`` for an image file named ``CASE__CT.nii.gz`` / ``CASE__PT.nii.gz`` (or .nii,
+    .nrrd, .mha); None for any other name."""
+    match = _IMAGE_NAME.match(Path(path).name)
+    return (match["case"], match["modality"].upper()) if match else None
+
+
+def label_case(path: str | os.PathLike) -> str | None:
+    """The case id of a label file ``CASE.nii.gz`` (or .nii, .nrrd, .mha); None for images and other files."""
+    name = Path(path).name
+    suffix = _suffix(name)
+    if suffix is None:
+        return None
+    stem = name[: -len(suffix)]
+    return stem if stem and IMAGE_SEPARATOR not in stem and not stem.startswith(".") else None
+
+
 def list_hecktor_cases(folder: str | os.PathLike, *, require_labels: bool = False) -> list[HecktorCase]:
     """The cases of a HECKTOR-layout folder, sorted by case id.
 
@@ -76,10 +90,10 @@ def list_hecktor_cases(folder: str | os.PathLike, *, require_labels: bool = Fals
         if not image_dir.is_dir():
             continue
         for path in sorted(image_dir.iterdir()):
-            match = _IMAGE_NAME.match(path.name)
-            if path.name.startswith(".") or not match or not path.is_file():
+            found_name = image_case(path)
+            if path.name.startswith(".") or found_name is None or not path.is_file():
                 continue
-            case_id, modality = match["case"], match["modality"].upper()
+            case_id, modality = found_name
             found = images.setdefault(case_id, {})
             if modality in found:
                 raise DataError(
@@ -132,11 +146,7 @@ def _no_cases_message(folder: Path) -> str:
 def _warn_orphan_labels(folder: Path, case_ids: set[str]) -> None:
     for _, label_dir in SUBFOLDERS:
         if (folder / label_dir).is_dir():
-            orphans = [
-                p.name
-                for p in (folder / label_dir).iterdir()
-                if _suffix(p.name) and p.name[: -len(_suffix(p.name))] not in case_ids
-            ]
+            orphans = [p.name for p in (folder / label_dir).iterdir() if label_case(p) not in (None, *case_ids)]
             if orphans:
                 log.warning("%s: %d label(s) without images ignored: %s", folder / label_dir, len(orphans), orphans[:5])
 
@@ -178,6 +188,46 @@ def _read_label(path: Path, ct: Volume) -> Volume:
     return ct.with_array(label.array.astype(np.uint8), units=None, modality=LABEL_MODALITY)
 
 
+def find_label_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """Case name -> label file for every ``CASE.nii.gz`` in ``folder`` (or in its ``labelsTr``/``labelsTs``).
+
+    Image files ``CASE__CT.nii.gz`` / ``CASE__PT.nii.gz`` and hidden files are skipped. Sorted by case name.
+    Raises :class:`DataError` if the folder does not exist, holds no label file, or holds one case twice
+    (e.g. ``A.nii`` and ``A.nii.gz``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder; pass a folder holding CASE.nii.gz label files")
+    found = _labels_in(folder)
+    if not found:
+        for sub in (folder / name for name in LABEL_SUBFOLDERS if (folder / name).is_dir()):
+            for case, path in _labels_in(sub).items():
+                if case in found:
+                    raise DataError(f"{folder}: case {case} has labels in two subfolders, {found[case]} and {path}")
+                found[case] = path
+    if not found:
+        raise DataError(
+            f"{folder}: holds no label files CASE.nii.gz (images CASE__CT/CASE__PT are not labels); "
+            "pass the folder (HECKTOR layout) that holds the label volumes"
+        )
+    return dict(sorted(found.items()))
+
+
+def _labels_in(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        name = label_case(path) if path.is_file() else None
+        if name is None:
+            continue
+        if name in found:
+            raise DataError(
+                f"{folder}: case {name} has two label files, {found[name].name} and {path.name}; "
+                "keep one of them (which one is right cannot be guessed)"
+            )
+        found[name] = path
+    return found
+
+
 # --- writing -------------------------------------------------------------------------------------------
 
 
@@ -195,8 +245,7 @@ def check_case_outputs(folder: str | os.PathLike, case_ids: list[str], *, overwr
     """Checks, before anything is computed, that the cases can be written to ``folder``.
 
     ``folder`` must be a writable folder, or not exist yet under a writable folder; without ``overwrite``
-    none of the cases' files may exist (:class:`~DualDINOv3Lib.errors.OutputExistsError` lists them). A
-    ``cases.json`` there must be one this package wrote.
+    none of the cases' files may exist (:class:`~DualDINOv3Lib.errors.OutputExistsError` lists them).
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -216,72 +265,31 @@ def check_case_outputs(folder: str | os.PathLike, case_ids: list[str], *, overwr
                 f"{folder}: {names} already exist; pass overwrite=True (--overwrite) to replace them, "
                 "or choose another folder"
             )
-    _read_cases_table(folder)
 
 
 def _files(case: HecktorCase) -> list[Path]:
     return [case.ct, case.pet] + ([case.label] if case.label is not None else [])
 
 
-def write_hecktor_case(phantom, folder: str | os.PathLike, *, overwrite: bool = False) -> HecktorCase:
-    """Writes a :class:`~.phantom.Phantom` as ``CASE__CT.nii.gz`` (int16 HU), ``CASE__PT.nii.gz`` (float32
-    SUV) and ``CASE.nii.gz`` (uint8 label) into ``folder`` (created if missing), and adds its facts
-    (``phantom.facts()``) to ``cases.json`` and ``cases.csv`` there.
+def write_hecktor_case(
+    folder: str | os.PathLike, case_id: str, ct: Volume, pet: Volume, label: Volume | None, *, overwrite: bool = False
+) -> HecktorCase:
+    """Writes one case into ``folder`` (created if missing) in the flat HECKTOR layout: ``CASE__CT.nii.gz``
+    (int16 when the HU are integers, as scanners store them), ``CASE__PT.nii.gz`` and ``CASE.nii.gz`` (uint8).
 
     Each file is written atomically; existing files are only replaced with ``overwrite=True``
     (:class:`~DualDINOv3Lib.errors.OutputExistsError` otherwise, before anything is written).
-    Returns the written case's paths.
     """
-    case = case_paths(folder, phantom.case_id)
-    check_case_outputs(folder, [phantom.case_id], overwrite=overwrite)
+    case = case_paths(folder, case_id)
+    if label is None:
+        case = HecktorCase(case.case_id, case.ct, case.pet, None)
+    check_case_outputs(folder, [case_id], overwrite=overwrite)
     Path(folder).mkdir(parents=True, exist_ok=True)
-    ct = phantom.ct
     hu = ct.array
     if np.array_equal(hu, np.round(hu)) and hu.min() >= -32768 and hu.max() <= 32767:
-        ct = ct.with_array(hu.astype(np.int16))  # integer HU as scanners store them: half the size, exact
+        ct = ct.with_array(hu.astype(np.int16))  # integer HU: half the size, exact
     write_volume(ct, case.ct, overwrite=overwrite)
-    write_volume(phantom.pet, case.pet, overwrite=overwrite)
-    write_volume(phantom.label, case.label, overwrite=overwrite)
-    records = {r["case_id"]: r for r in _read_cases_table(Path(folder))}
-    records[phantom.case_id] = phantom.facts()
-    _write_cases_table(Path(folder), [records[k] for k in sorted(records)])
+    write_volume(pet, case.pet, overwrite=overwrite)
+    if label is not None:
+        write_volume(label.with_array(np.asarray(label.array, dtype=np.uint8)), case.label, overwrite=overwrite)
     return case
-
-
-def _read_cases_table(folder: Path) -> list[dict]:
-    """The records of ``folder/cases.json`` ([] if there is none); refuses a file this package did not write."""
-    path = folder / CASES_JSON
-    if not path.exists():
-        if (folder / CASES_CSV).exists():
-            raise DataError(
-                f"{folder / CASES_CSV}: exists without {CASES_JSON}, so it was not written here and would be "
-                "replaced; move it away or choose another folder"
-            )
-        return []
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: is not a readable case table ({exc}); move it away or choose another folder") from exc
-    if not isinstance(table, dict) or table.get("format") != CASES_FORMAT or not isinstance(table.get("cases"), list):
-        raise DataError(
-            f"{path}: was not written by dualdinov3 (no format {CASES_FORMAT!r}) and would be replaced; "
-            "move it away or choose another folder"
-        )
-    return table["cases"]
-
-
-def _write_cases_table(folder: Path, records: list[dict]) -> None:
-    text = json.dumps({"format": CASES_FORMAT, "version": 1, "cases": records}, indent=2) + "\n"
-    atomic_write(folder / CASES_JSON, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    columns = list(dict.fromkeys(key for record in records for key in record))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    atomic_write(folder / CASES_CSV, lambda tmp: Path(tmp).write_text(buffer.getvalue(), encoding="utf-8"))
-
-
-def read_cases_table(folder: str | os.PathLike) -> list[dict]:
-    """The per-case facts (``case_id``, ``seed``, ``stratum``, ``gtvp_cm3``...) of a phantom folder's
-    ``cases.json``, or [] when the folder has none (e.g. real HECKTOR data)."""
-    return list(_read_cases_table(Path(folder)))

@@ -18,7 +18,8 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .metrics import CLASSES, STRATA, CaseMetrics
+from ..domain import STRATA, TUMOUR_CLASSES
+from .metrics import CaseMetrics
 
 ALL = "all"
 STRATA_AND_ALL: tuple[str, ...] = (*STRATA, ALL)
@@ -144,7 +145,7 @@ def summarize_configuration(
     ``class_names``: the classes to report, default GTVp and GTVn. Raises ValueError if a case appears twice
     for one class (two predictions of one subject would be counted twice).
     """
-    class_names = list(class_names) if class_names is not None else list(CLASSES.values())
+    class_names = list(class_names) if class_names is not None else list(TUMOUR_CLASSES.values())
     seen: set[tuple[str, str]] = set()
     for c in cases:
         key = (c.case, c.class_name)

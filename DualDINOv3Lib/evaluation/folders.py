@@ -7,10 +7,11 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from ..data.hecktor import find_label_files
 from ..data.labels import read_label
+from ..domain import TUMOUR_CLASSES
 from ..errors import DataError
-from .labels import find_label_files
-from .metrics import CLASSES, CaseMetrics, evaluate_case
+from .metrics import CaseMetrics, evaluate_case
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def evaluate_folders(
     prediction_folders: Mapping[str, str | os.PathLike],
     *,
     allow_missing: bool = False,
-    classes: Mapping[int, str] = CLASSES,
+    classes: Mapping[int, str] = TUMOUR_CLASSES,
     progress: Progress | None = None,
 ) -> dict[str, list[CaseMetrics]]:
     """Per-case metrics of every configuration: configuration name -> list over cases and classes.

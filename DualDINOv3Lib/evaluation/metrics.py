@@ -33,16 +33,10 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from ..data import Volume, check_overlap, resample_to_grid
+from ..data.resample import check_overlap, resample_to_grid
+from ..data.volume import Volume
+from ..domain import TUMOUR_CLASSES, stratum_of
 from ..errors import DataError
-
-CLASSES: dict[int, str] = {1: "GTVp", 2: "GTVn"}
-"""HECKTOR 2022 label values and their names."""
-
-SMALL_BELOW_CM3 = 5.0
-LARGE_ABOVE_CM3 = 15.0
-STRATA: tuple[str, ...] = ("small", "medium", "large")
-"""Tumour-volume strata of the paper: small < 5 cm3, medium 5-15 cm3 (both ends included), large > 15 cm3."""
 
 HD95_PERCENTILE = 95.0
 
@@ -96,19 +90,6 @@ class CaseMetrics:
         return self.truth_cm3 == 0 and self.pred_cm3 > 0
 
 
-def stratum_of(volume_cm3: float) -> str | None:
-    """``"small"`` (< 5 cm3), ``"medium"`` (5-15 cm3, both included), ``"large"`` (> 15 cm3); None for 0."""
-    if not math.isfinite(volume_cm3) or volume_cm3 < 0:
-        raise ValueError(f"a tumour volume must be a finite number >= 0 cm3, got {volume_cm3}")
-    if volume_cm3 == 0:
-        return None
-    if volume_cm3 < SMALL_BELOW_CM3:
-        return "small"
-    if volume_cm3 <= LARGE_ABOVE_CM3:
-        return "medium"
-    return "large"
-
-
 def dice_coefficient(truth: np.ndarray, prediction: np.ndarray) -> float:
     """Dice of two boolean masks of the same shape (z, y, x), with the empty-mask conventions above.
 
@@ -158,7 +139,7 @@ def evaluate_case(
     truth: Volume,
     prediction: Volume,
     case: str = "",
-    classes: Mapping[int, str] = CLASSES,
+    classes: Mapping[int, str] = TUMOUR_CLASSES,
 ) -> list[CaseMetrics]:
     """One :class:`CaseMetrics` per class (default GTVp, GTVn) for a truth and a predicted label volume.
 

@@ -53,8 +53,10 @@ def load_splits(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         splits = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: splits file not found; check the path (crossval writes OUT/splits.json)") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: cannot read the splits file ({exc})") from exc
-    if splits.get("format") != SPLITS_FORMAT:
+    if not isinstance(splits, dict) or splits.get("format") != SPLITS_FORMAT:
         raise DataError(f"{path}: not a DualDINOv3 cross-validation splits file")
     return splits

@@ -12,8 +12,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..domain import TUMOUR_CLASSES
 from .aggregate import STRATA_AND_ALL, in_stratum
-from .metrics import CLASSES, CaseMetrics
+from .metrics import CaseMetrics
 
 _EPS = 1e-15
 _TINY = 1e-300
@@ -144,7 +145,7 @@ def compare_configurations(
     """
     names = list(cases_by_configuration)
     pairs = list(pairs) if pairs is not None else list(itertools.combinations(names, 2))
-    class_names = list(class_names) if class_names is not None else list(CLASSES.values())
+    class_names = list(class_names) if class_names is not None else list(TUMOUR_CLASSES.values())
     out = []
     for first, second in pairs:
         for name in (first, second):

@@ -12,8 +12,9 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 
+from ..domain import LARGE_ABOVE_CM3, SMALL_BELOW_CM3, TUMOUR_CLASSES
 from .aggregate import STRATA_AND_ALL, ConfigurationSummary
-from .metrics import CLASSES, CONVENTIONS, LARGE_ABOVE_CM3, SMALL_BELOW_CM3, CaseMetrics
+from .metrics import CONVENTIONS, CaseMetrics
 from .stats import PairedComparison
 
 STRATUM_TITLES = {
@@ -40,7 +41,7 @@ def fmt_p(p: float) -> str:
 def _classes(summaries: Sequence[ConfigurationSummary], class_names: Sequence[str] | None) -> list[str]:
     if class_names is not None:
         return list(class_names)
-    return list(summaries[0].aggregated_dsc) if summaries else list(CLASSES.values())
+    return list(summaries[0].aggregated_dsc) if summaries else list(TUMOUR_CLASSES.values())
 
 
 def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -1,21 +1,16 @@
-"""Finetuning parts: nnU-Net-style batch augmentation on tensors and the Dice + cross-entropy loss."""
+"""Finetuning parts: nnU-Net-style batch augmentation on tensors and the Dice + cross-entropy loss. Exports are lazy."""
 
-from .augment import (
-    AugmentationConfig,
-    AugmentationParams,
-    apply_augmentation,
-    augment_batch,
-    sample_augmentation,
-)
-from .losses import DiceCELoss, LossTerms, soft_dice_scores
+from .._lazy import lazy_exports
 
-__all__ = [
-    "AugmentationConfig",
-    "AugmentationParams",
-    "DiceCELoss",
-    "LossTerms",
-    "apply_augmentation",
-    "augment_batch",
-    "sample_augmentation",
-    "soft_dice_scores",
-]
+_EXPORTS = {
+    "AugmentationConfig": ".augment",
+    "AugmentationParams": ".augment",
+    "DiceCELoss": ".losses",
+    "LossTerms": ".losses",
+    "apply_augmentation": ".augment",
+    "augment_batch": ".augment",
+    "sample_augmentation": ".augment",
+    "soft_dice_scores": ".losses",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -14,10 +14,10 @@ import torch
 from torch import Tensor
 
 from ..data.hecktor import HecktorCase, read_hecktor_case
-from ..data.preprocess import preprocess_case
 from ..errors import DataError
 from ..files import atomic_write
-from ..models.config import PreprocessingSpec
+from ..preprocessing.slices import preprocess_case
+from ..preprocessing.spec import PreprocessingSpec
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 
 from ..data.hecktor import HecktorCase
 from ..errors import DataError
+from ..evaluation.splits import load_splits
 
 
 def split_validation(
@@ -32,15 +32,18 @@ def select_cases(
 ) -> tuple[list[HecktorCase], list[HecktorCase]]:
     """The ``train`` and ``validation`` cases of ``fold`` in a splits JSON (``{"folds": [{"train": [...],
     "validation": [...], "test": [...]}, ...]}``); every listed case must be in ``cases``."""
-    path = Path(split_file)
+    splits = load_splits(split_file)
     try:
-        folds = json.loads(path.read_text())["folds"]
-        chosen = folds[fold]
+        if fold < 0:
+            raise IndexError(fold)
+        chosen = splits["folds"][fold]
         names = {part: list(chosen[part]) for part in ("train", "validation")}
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: splits file not found") from exc
-    except (json.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
-        raise DataError(f"{path}: not a splits file with fold {fold} (train/validation lists): {exc}") from exc
+    except (KeyError, IndexError, TypeError) as exc:
+        raise DataError(
+            f"{split_file}: has no fold {fold} with train/validation lists ({splits.get('n_folds')} folds); "
+            "pass a fold the file holds"
+        ) from exc
+    path = Path(split_file)
     by_id = {c.case_id: c for c in cases}
     missing = [n for part in names.values() for n in part if n not in by_id]
     if missing:

@@ -29,11 +29,11 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.hecktor import HecktorCase
 from ..errors import DualDINOv3Error
 from ..files import atomic_write
-from ..inference.runtime import CancelFlag, autocast, check_cancel, resolve_device
 from ..models.config import SegmenterConfig, load_config
 from ..models.factory import build_segmenter
 from ..models.segmenter import Segmenter
 from ..models.segmenter_checkpoint import save_segmenter
+from ..runtime import CancelFlag, autocast, check_cancel, resolve_device
 from .augment import augment_batch
 from .config import FinetuneConfig, learning_rate_at
 from .dataset import CachedCase, SliceSampler, load_cached_case

@@ -1,9 +1,15 @@
 """Running a segmenter on whole volumes: :func:`segment_volume` (labels on the CT grid) and
-:func:`pca_feature_maps` (what each encoder sees, as RGB volumes), with progress, cancel and devices."""
+:func:`pca_feature_maps` (what each encoder sees, as RGB volumes), with progress, cancel and devices.
+Exports are lazy."""
 
-from .pca import pca_feature_maps
-from .postprocess import remove_small_components
-from .runtime import Cancelled, resolve_device
-from .segment import segment_volume
+from .._lazy import lazy_exports
 
-__all__ = ["Cancelled", "pca_feature_maps", "remove_small_components", "resolve_device", "segment_volume"]
+_EXPORTS = {
+    "Cancelled": "..runtime",
+    "pca_feature_maps": ".pca",
+    "remove_small_components": ".postprocess",
+    "resolve_device": "..runtime",
+    "segment_volume": ".segment",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

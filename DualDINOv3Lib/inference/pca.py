@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.preprocess import BODY_THRESHOLD_HU, CasePreprocessor
 from ..data.volume import Volume
 from ..errors import DualDINOv3Error
 from ..models.segmenter import Segmenter
-from .runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
+from ..preprocessing.body import BODY_THRESHOLD_HU
+from ..preprocessing.slices import CasePreprocessor
+from ..runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
 from .segment import evaluating, resolve_segmenter
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ import time
 import numpy as np
 import torch
 
-from ..data.preprocess import CasePreprocessor
 from ..data.volume import LABEL_MODALITY, Volume
 from ..models.segmenter import Segmenter
+from ..preprocessing.slices import CasePreprocessor
+from ..runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
 from .postprocess import remove_small_components
-from .runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def segment_volume(
     ``ct``: CT in HU; ``pet``: PET in SUV on any grid that overlaps the CT (resampled onto it).
     ``segmenter``: a :class:`~DualDINOv3Lib.models.Segmenter`, a path to a segmenter ``.safetensors`` file,
     or ``None`` for the bundled demo model. Its stored preprocessing is applied
-    (:class:`~DualDINOv3Lib.data.preprocess.CasePreprocessor`), slices run in batches of ``batch_size``,
+    (:class:`~DualDINOv3Lib.preprocessing.CasePreprocessor`), slices run in batches of ``batch_size``,
     and class probabilities are mapped back onto the CT slice grid before the arg-max.
 
     ``device``: ``"auto"`` (cuda, then mps, then cpu) or a device name. ``mixed_precision``: autocast

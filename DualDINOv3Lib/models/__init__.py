@@ -1,34 +1,30 @@
-"""Networks: the DINOv3 ViT and its checkpoint loading, CT/PET fusion, the Primus decoder, segmenters."""
+"""Networks: the DINOv3 ViT and its checkpoint loading, CT/PET fusion, the Primus decoder, segmenters.
+Exports are lazy."""
 
-from .backbone_loading import export_official, load_backbone, save_backbone
-from .config import EncoderSpec, PreprocessingSpec, SegmenterConfig, load_config, parse_config
-from .decoder import PrimusMultiscaleDecoder
-from .factory import build_segmenter
-from .fusion import CrossModalFusion
-from .segmenter import DualStreamSegmenter, Segmenter, SingleStreamSegmenter
-from .segmenter_checkpoint import load_segmenter, read_segmenter_metadata, save_segmenter
-from .vit import VIT_PRESETS, DINOv3ViT, ViTConfig, vit_config
+from .._lazy import lazy_exports
 
-__all__ = [
-    "VIT_PRESETS",
-    "CrossModalFusion",
-    "DINOv3ViT",
-    "DualStreamSegmenter",
-    "EncoderSpec",
-    "PreprocessingSpec",
-    "PrimusMultiscaleDecoder",
-    "Segmenter",
-    "SegmenterConfig",
-    "SingleStreamSegmenter",
-    "ViTConfig",
-    "build_segmenter",
-    "export_official",
-    "load_backbone",
-    "load_config",
-    "load_segmenter",
-    "parse_config",
-    "read_segmenter_metadata",
-    "save_backbone",
-    "save_segmenter",
-    "vit_config",
-]
+_EXPORTS = {
+    "VIT_PRESETS": ".vit",
+    "CrossModalFusion": ".fusion",
+    "DINOv3ViT": ".vit",
+    "DualStreamSegmenter": ".segmenter",
+    "EncoderSpec": ".config",
+    "PreprocessingSpec": "..preprocessing.spec",
+    "PrimusMultiscaleDecoder": ".decoder",
+    "Segmenter": ".segmenter",
+    "SegmenterConfig": ".config",
+    "SingleStreamSegmenter": ".segmenter",
+    "ViTConfig": ".vit",
+    "build_segmenter": ".factory",
+    "export_official": ".backbone_loading",
+    "load_backbone": ".backbone_loading",
+    "load_config": ".config",
+    "load_segmenter": ".segmenter_checkpoint",
+    "parse_config": ".config",
+    "read_segmenter_metadata": ".segmenter_checkpoint",
+    "save_backbone": ".backbone_loading",
+    "save_segmenter": ".segmenter_checkpoint",
+    "vit_config": ".vit",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

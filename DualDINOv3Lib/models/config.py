@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..domain import LABEL_NAMES
 from ..errors import ConfigError
+from ..preprocessing.spec import PreprocessingSpec
 from .vit import ViTConfig, vit_config
 
 ARCHITECTURES = ("single_stream", "dual_stream")
 PSEUDO_RGB_SOURCES = ("ct", "pet", "mean")
-DEFAULT_LABELS = ("background", "GTVp", "GTVn")
 #: ImageNet statistics expected by natural-image DINOv3 checkpoints.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,20 +55,6 @@ class EncoderSpec:
 
 
 @dataclass(frozen=True)
-class PreprocessingSpec:
-    """The preprocessing a segmenter expects (paper sec. 2.2); applied by the data pipeline.
-
-    ``spacing_mm``: in-plane (x, y) target spacing, ``None`` keeps the CT's; ``crop_size``: axial slices
-    are cropped/padded to ``crop_size x crop_size``; CT is z-scored and PET min-max scaled per volume.
-    """
-
-    spacing_mm: tuple[float, float] | None = None
-    crop_size: int = 512
-    ct_normalization: str = "zscore"
-    pet_normalization: str = "minmax"
-
-
-@dataclass(frozen=True)
 class SegmenterConfig:
     name: str = "segmenter"
     architecture: str = "dual_stream"
@@ -79,7 +66,7 @@ class SegmenterConfig:
     ct_encoder: EncoderSpec = field(default_factory=EncoderSpec)
     pet_encoder: EncoderSpec = field(default_factory=EncoderSpec)
     fusion_heads: int = 8
-    labels: tuple[str, ...] = DEFAULT_LABELS
+    labels: tuple[str, ...] = LABEL_NAMES
     preprocessing: PreprocessingSpec = field(default_factory=PreprocessingSpec)
 
     @property
@@ -146,7 +133,7 @@ def _vit(spec, where: str) -> ViTConfig:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-def _preprocessing(data: Mapping | None) -> PreprocessingSpec:
+def _preprocessing(data: Mapping | None, patch_size: int) -> PreprocessingSpec:
     data = dict(data or {})
     _check_keys(data, {f.name for f in dataclasses.fields(PreprocessingSpec)}, "preprocessing")
     spacing = data.get("spacing_mm")
@@ -154,9 +141,11 @@ def _preprocessing(data: Mapping | None) -> PreprocessingSpec:
         spacing = _floats(spacing, 2, "preprocessing.spacing_mm")
         if min(spacing) <= 0:
             raise ConfigError(f"preprocessing.spacing_mm must be positive, got {spacing}")
-    crop = int(data.get("crop_size", 512))
-    if crop < 16 or crop % 16:
-        raise ConfigError(f"preprocessing.crop_size must be a positive multiple of 16, got {crop}")
+    crop = data.get("crop_size", 512)
+    if isinstance(crop, bool) or not isinstance(crop, int) or crop < patch_size or crop % patch_size:
+        raise ConfigError(
+            f"preprocessing.crop_size must be a positive multiple of the patch size ({patch_size}), got {crop!r}"
+        )
     return PreprocessingSpec(
         spacing_mm=spacing,
         crop_size=crop,
@@ -183,14 +172,15 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike | None = N
         raise ConfigError(f"architecture must be one of {list(ARCHITECTURES)}, got {arch!r}")
     fusion = dict(data.get("fusion") or {})
     _check_keys(fusion, {"num_heads"}, "fusion")
-    labels = tuple(str(x) for x in data.get("labels", DEFAULT_LABELS))
+    labels = tuple(str(x) for x in data.get("labels", LABEL_NAMES))
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise ConfigError(f"labels must be >= 2 distinct names, background first; got {list(labels)}")
     taps = data.get("taps")
+    backbone = _vit(data.get("backbone", "vitb16"), "backbone")
     cfg = SegmenterConfig(
         name=str(data.get("name", "segmenter")),
         architecture=arch,
-        backbone=_vit(data.get("backbone", "vitb16"), "backbone"),
+        backbone=backbone,
         taps=tuple(int(t) for t in taps) if taps is not None else None,
         freeze_encoders=bool(data.get("freeze_encoders", False)),
         rope_augmentation=bool(data.get("rope_augmentation", False)),
@@ -199,7 +189,7 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike | None = N
         pet_encoder=_encoder(data.get("pet_encoder"), "pet_encoder", base),
         fusion_heads=int(fusion.get("num_heads", 8)),
         labels=labels,
-        preprocessing=_preprocessing(data.get("preprocessing")),
+        preprocessing=_preprocessing(data.get("preprocessing"), backbone.patch_size),
     )
     if arch == "dual_stream" and data.get("encoder") is not None:
         raise ConfigError("'encoder' is for single_stream models; a dual_stream model has ct_encoder and pet_encoder")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..errors import CheckpointError, ConfigError
+from ..version import __version__
 from .backbone_formats import BACKBONE_FORMAT, SEGMENTER_FORMAT
 from .config import parse_config
 from .factory import build_segmenter

@@ -7,7 +7,6 @@ all-pairs computation on random masks.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -289,22 +288,3 @@ def test_find_label_files_in_hecktor_layout(tmp_path):
         find_label_files(tmp_path / "empty")
     with pytest.raises(DataError, match="no such folder"):
         find_label_files(tmp_path / "absent")
-
-
-def test_evaluation_package_imports_only_allowed_libraries():
-    import ast
-
-    import DualDINOv3Lib.evaluation as package
-
-    allowed_third_party = {"numpy", "SimpleITK"}
-    for source in Path(package.__file__).parent.glob("*.py"):
-        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                assert top in sys.stdlib_module_names or top in allowed_third_party, f"{source.name} imports {name}"

@@ -14,13 +14,13 @@ import torch
 from safetensors.torch import load_file
 
 from DualDINOv3Lib.data.hecktor import list_hecktor_cases
-from DualDINOv3Lib.data.phantom import write_phantom_cases
 from DualDINOv3Lib.errors import DualDINOv3Error
 from DualDINOv3Lib.finetune.config import parse_finetune_config
 from DualDINOv3Lib.finetune.splits import split_validation
 from DualDINOv3Lib.finetune.trainer import finetune
 from DualDINOv3Lib.inference import Cancelled
 from DualDINOv3Lib.models import load_segmenter
+from DualDINOv3Lib.phantoms import write_phantom_cases
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"shape": (34, 100, 100), "spacing": (2.0, 2.0, 3.0), "pet_spacing": (4.0, 4.0, 3.0)}

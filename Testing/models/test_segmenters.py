@@ -200,8 +200,11 @@ def test_config_errors_name_the_problem(tmp_path):
         parse_config({"architecture": "dual_stream", "encoder": {}})
     with pytest.raises(ConfigError, match="std: standard deviations must be > 0"):
         parse_config({"architecture": "single_stream", "encoder": {"std": [1, 0, 1]}})
-    with pytest.raises(ConfigError, match="crop_size must be a positive multiple of 16"):
-        parse_config({"preprocessing": {"crop_size": 500}})
+    with pytest.raises(ConfigError, match=r"crop_size must be a positive multiple of the patch size \(16\), got 120"):
+        parse_config({"preprocessing": {"crop_size": 120}})
+    # the rule follows the patch size: 8x8 patches (the bundled model's) take 120 = 15 x 8
+    small_patch = {"preset": SMALL, "patch_size": 8}
+    assert parse_config({"backbone": small_patch, "preprocessing": {"crop_size": 120}}).preprocessing.crop_size == 120
     with pytest.raises(ConfigError, match="labels must be"):
         parse_config({"labels": ["background"]})
     bad = tmp_path / "bad.yaml"

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from DualDINOv3Lib.data.phantom import write_phantom_cases
 from DualDINOv3Lib.errors import DataError
 from DualDINOv3Lib.evaluation import evaluate_case, read_label
 from DualDINOv3Lib.evaluation.splits import make_crossval_splits
+from DualDINOv3Lib.phantoms import write_phantom_cases
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"shape": (34, 100, 100), "spacing": (2.0, 2.0, 3.0), "pet_spacing": (4.0, 4.0, 3.0)}

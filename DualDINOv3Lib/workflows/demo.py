@@ -9,13 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import make_phantom, resample_pet_to_ct, write_volume
-from .evaluation.metrics import dice_coefficient
-from .files import check_output_folder, check_output_path
-from .inference import pca_feature_maps, segment_volume
-from .models import load_segmenter
-from .progress import ProgressBar
-from .rendering import default_slices, display_slice, draw_contours, hot_colormap, save_slice_pngs, window, write_png
+from ..data.io import write_volume
+from ..data.resample import resample_pet_to_ct
+from ..evaluation.metrics import dice_coefficient
+from ..files import check_output_folder, check_output_path
+from ..inference.pca import pca_feature_maps
+from ..inference.segment import segment_volume
+from ..models.segmenter_checkpoint import load_segmenter
+from ..phantoms.phantom import make_phantom
+from ..progress import ProgressBar
+from ..rendering import default_slices, display_slice, draw_contours, hot_colormap, save_slice_pngs, window, write_png
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import check_output_folder, check_output_path
-from .inference.runtime import resolve_device
-from .progress import ProgressBar
+from ..files import check_output_folder, check_output_path
+from ..progress import ProgressBar
 
 log = logging.getLogger("dualdinov3")
 
@@ -56,8 +55,8 @@ def _pca_outputs(folder: Path, names, overwrite: bool) -> None:
 
 
 def _load_inputs(args, model=None):
-    from .data import read_volume
-    from .inference.segment import resolve_segmenter
+    from ..data.io import read_volume
+    from ..inference.segment import resolve_segmenter
 
     model = model if model is not None else resolve_segmenter(args.model)
     ct = read_volume(args.ct, modality="CT")
@@ -68,9 +67,9 @@ def _load_inputs(args, model=None):
 
 
 def _write_pca(model, ct, pet, args, folder: Path, encoders, layer: int, slices, focus) -> None:
-    from .data import write_volume
-    from .inference import pca_feature_maps
-    from .rendering import default_slices, save_slice_pngs
+    from ..data.io import write_volume
+    from ..inference import pca_feature_maps
+    from ..rendering import default_slices, save_slice_pngs
 
     maps = pca_feature_maps(
         ct,
@@ -92,21 +91,22 @@ def _write_pca(model, ct, pet, args, folder: Path, encoders, layer: int, slices,
 
 
 def _pca_names(model, encoders) -> list[str]:
-    from .inference.pca import _encoder_names
+    from ..inference.pca import _encoder_names
 
     return list(_encoder_names(model, encoders))
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .data import write_volume
-    from .data.io import WRITE_SUFFIXES
-    from .inference import segment_volume
+    from ..data.io import WRITE_SUFFIXES, write_volume
+    from ..inference import segment_volume
 
     output = check_output_path(args.output, overwrite=args.overwrite, suffixes=WRITE_SUFFIXES)
+    from ..runtime import resolve_device
+
     args.device = resolve_device(args.device)
     model = None
     if args.pca_out is not None:
-        from .inference.segment import resolve_segmenter
+        from ..inference.segment import resolve_segmenter
 
         model = resolve_segmenter(args.model)
         _pca_outputs(Path(args.pca_out), _pca_names(model, None), args.overwrite)
@@ -132,10 +132,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_pca(args: argparse.Namespace) -> int:
-    from .data.preprocess import BODY_THRESHOLD_HU
-    from .inference.segment import resolve_segmenter
+    from ..inference.segment import resolve_segmenter
+    from ..preprocessing.body import BODY_THRESHOLD_HU
 
     folder = Path(args.out)
+    from ..runtime import resolve_device
+
     args.device = resolve_device(args.device)
     model = resolve_segmenter(args.model)
     _pca_outputs(folder, _pca_names(model, args.encoders), args.overwrite)
@@ -143,7 +145,7 @@ def cmd_pca(args: argparse.Namespace) -> int:
     if args.slices is not None:
         bad = [z for z in args.slices if not 0 <= z < ct.shape[0]]
         if bad:
-            from .errors import DataError
+            from ..errors import DataError
 
             raise DataError(f"slice {bad[0]} is outside the CT's {ct.shape[0]} slices (0..{ct.shape[0] - 1})")
     body = np.asarray(ct.array) > BODY_THRESHOLD_HU

@@ -3,7 +3,7 @@ lymph nodes (GTVn) along the neck, each sized to a target volume measured on the
 
 A lesion is a union of randomly oriented ellipsoids roughened by a few low-frequency waves; scaling that
 shape by ``s`` scales its volume by about ``s**3``, so a bisection on ``s`` hits a target volume. The lesion
-only replaces tissues of :data:`~.phantom_anatomy.LESION_HOST` (never bone, discs, cord or brain), and
+only replaces tissues of :data:`~.canvas.LESION_HOST` (never bone, discs, cord or brain), and
 what it finally covers is exactly the label of the case.
 """
 
@@ -13,23 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..domain import stratum_of
 from ..errors import DualDINOv3Error
-from .phantom_anatomy import LESION_HOST, Anatomy, Block, Canvas, Tissue
+from .anatomy import Anatomy
+from .canvas import LESION_HOST, Block, Canvas, Tissue
 
-STRATA = ("small", "medium", "large")
-"""The paper's GTV volume strata: small < 5 cm3, medium 5-15 cm3, large > 15 cm3."""
 STRATUM_TARGETS_CM3 = {"small": (1.0, 4.3), "medium": (6.0, 13.5), "large": (17.0, 42.0)}
 """Target GTVp volumes drawn (log-uniformly) per stratum, kept away from the 5 and 15 cm3 boundaries."""
 NODE_TARGET_CM3 = (0.6, 7.0)
 _BISECTION_STEPS = 14
 _VOLUME_TOLERANCE = 0.04
-
-
-def volume_stratum(cm3: float) -> str:
-    """The paper's stratum of a tumour volume in cm3: ``"small"`` (< 5), ``"medium"`` (5-15), ``"large"`` (> 15)."""
-    if cm3 < 5.0:
-        return "small"
-    return "medium" if cm3 <= 15.0 else "large"
 
 
 @dataclass(frozen=True)
@@ -132,7 +125,7 @@ def place_primary(canvas: Canvas, an: Anatomy, rng: np.random.Generator, stratum
             centre = (rng.uniform(-6, 6), v_air + an.oropharynx[1] + rng.uniform(1, 3), w)
         shape = _Shape(rng, n_lobes=int(rng.integers(2, 5)), elongation=rng.uniform(1.0, 1.5))
         block, mask, cm3, scale = _size_lesion(canvas, shape, centre, target, LESION_HOST)
-        if volume_stratum(cm3) == stratum:
+        if stratum_of(cm3) == stratum:
             canvas.paint(block, mask, Tissue.GTVP)
             return Lesion(block, mask, cm3, tuple(map(float, centre)), scale, shape.waves)
     raise DualDINOv3Error(f"could not place a {stratum} primary tumour in {tries} tries; try another seed")

@@ -11,16 +11,16 @@ import pytest
 import SimpleITK as sitk
 
 from DualDINOv3Lib.data import LABEL_MODALITY, Volume, check_overlap, resample_pet_to_ct, write_volume
-from DualDINOv3Lib.data.hecktor import (
-    HecktorCase,
-    list_hecktor_cases,
-    read_cases_table,
-    read_hecktor_case,
-    write_hecktor_case,
-)
-from DualDINOv3Lib.data.phantom import STRATA, make_phantom, plan_phantom_cases, write_phantom_cases
-from DualDINOv3Lib.data.phantom_lesions import volume_stratum
+from DualDINOv3Lib.data.hecktor import HecktorCase, list_hecktor_cases, read_hecktor_case
+from DualDINOv3Lib.domain import STRATA, stratum_of
 from DualDINOv3Lib.errors import ConfigError, DataError, OutputExistsError
+from DualDINOv3Lib.phantoms import (
+    make_phantom,
+    plan_phantom_cases,
+    read_cases_table,
+    write_phantom_case,
+    write_phantom_cases,
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_stratum_is_honoured(stratum, by_stratum):
     gtvp = np.count_nonzero(label.array == 1) * voxel_cm3
     assert phantom.gtvp_cm3 == pytest.approx(gtvp)
     assert {"small": gtvp < 5.0, "medium": 5.0 <= gtvp <= 15.0, "large": gtvp > 15.0}[stratum]
-    assert volume_stratum(gtvp) == stratum
+    assert stratum_of(gtvp) == stratum
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
@@ -98,7 +98,7 @@ def test_random_strata_and_nodes_are_consistent(seed):
     phantom = make_phantom(seed)
     values = set(np.unique(phantom.label.array).tolist())
     assert values <= {0, 1, 2} and 1 in values
-    assert volume_stratum(phantom.gtvp_cm3) == phantom.stratum
+    assert stratum_of(phantom.gtvp_cm3) == phantom.stratum
     assert (2 in values) == (phantom.n_nodes > 0) == (phantom.gtvn_cm3 > 0)
 
 
@@ -215,7 +215,7 @@ def test_pet_tumour_lies_where_the_label_is(stratum, by_stratum):
 
 
 def test_hecktor_case_written_and_read_back(tmp_path, with_nodes):
-    case = write_hecktor_case(with_nodes, tmp_path)
+    case = write_phantom_case(with_nodes, tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
         "PHANTOM-005.nii.gz",
@@ -240,13 +240,13 @@ def test_hecktor_case_written_and_read_back(tmp_path, with_nodes):
 
 
 def test_writing_refuses_to_overwrite(tmp_path, with_nodes):
-    case = write_hecktor_case(with_nodes, tmp_path)
+    case = write_phantom_case(with_nodes, tmp_path)
     before = {p: p.read_bytes() for p in (case.ct, case.pet, case.label)}
     other = make_phantom(9, case_id=with_nodes.case_id)
     with pytest.raises(OutputExistsError, match="already exist"):
-        write_hecktor_case(other, tmp_path)
+        write_phantom_case(other, tmp_path)
     assert {p: p.read_bytes() for p in before} == before
-    write_hecktor_case(other, tmp_path, overwrite=True)
+    write_phantom_case(other, tmp_path, overwrite=True)
     assert case.label.read_bytes() != before[case.label]
     assert read_cases_table(tmp_path) == [other.facts()]  # one record per case, replaced
 
@@ -254,7 +254,7 @@ def test_writing_refuses_to_overwrite(tmp_path, with_nodes):
 def test_writing_refuses_a_foreign_case_table(tmp_path, with_nodes):
     (tmp_path / "cases.json").write_text('{"mine": 1}')
     with pytest.raises(DataError, match="not written by dualdinov3"):
-        write_hecktor_case(with_nodes, tmp_path)
+        write_phantom_case(with_nodes, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cases.json"]
 
 
@@ -264,7 +264,7 @@ def test_phantom_set_covers_all_strata(tmp_path):
     assert [f["case_id"] for f in facts] == ["PHANTOM-001", "PHANTOM-002", "PHANTOM-003"]
     assert [p.facts() for p in seen] == facts == read_cases_table(tmp_path / "set")
     assert {f["stratum"] for f in facts} == set(STRATA)
-    assert all(volume_stratum(f["gtvp_cm3"]) == f["stratum"] for f in facts)
+    assert all(stratum_of(f["gtvp_cm3"]) == f["stratum"] for f in facts)
     cases = list_hecktor_cases(tmp_path / "set", require_labels=True)
     assert [c.case_id for c in cases] == ["PHANTOM-001", "PHANTOM-002", "PHANTOM-003"]
     # each case is the one make_phantom gives for its recorded seed and stratum
@@ -278,7 +278,7 @@ def test_phantom_set_covers_all_strata(tmp_path):
 @pytest.fixture(scope="module")
 def written_case(tmp_path_factory, with_nodes):
     folder = tmp_path_factory.mktemp("written")
-    return write_hecktor_case(with_nodes, folder)
+    return write_phantom_case(with_nodes, folder)
 
 
 def _copy_case(case: HecktorCase, folder, label=True):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from DualDINOv3Lib.data import LABEL_MODALITY, Volume
-from DualDINOv3Lib.data.preprocess import CasePreprocessor, body_mask, preprocess_case
 from DualDINOv3Lib.errors import DataError
 from DualDINOv3Lib.models import PreprocessingSpec
+from DualDINOv3Lib.preprocessing import CasePreprocessor, body_mask, preprocess_case
 
 
 def _case(z=6, y=90, x=110, spacing=(0.8, 0.9, 3.0), seed=0):

@@ -4,7 +4,7 @@
 its own coarser grid (different spacing and origin), and the label (0 background, 1 GTVp, 2 GTVn) on the
 CT grid. :func:`write_phantom_cases` writes a set of them as a HECKTOR-layout folder.
 
-How the images are made: a tissue map of the anatomy on the CT grid (:mod:`.phantom_anatomy`) and the
+How the images are made: a tissue map of the anatomy on the CT grid (:mod:`.anatomy`) and the
 tumours (:mod:`.phantom_lesions`). CT = HU per tissue, a slight in-plane blur (partial volume) and
 Gaussian noise. PET = SUV per tissue (physiological uptake) and per-voxel tumour uptake, averaged onto a
 grid about 2.5 mm in-plane, blurred by a Gaussian PSF of 5-7 mm FWHM, resampled onto the PET grid, then
@@ -14,18 +14,17 @@ noise whose variance is proportional to the signal, clipped at 0.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..data.volume import LABEL_MODALITY, Volume
+from ..domain import STRATA, stratum_of
 from ..errors import ConfigError, DualDINOv3Error
-from .phantom_anatomy import Canvas, Grid, Tissue, check_ct_grid, draw_anatomy, paint_anatomy
-from .phantom_lesions import STRATA, Lesion, necrosis, place_nodes, place_primary, texture, volume_stratum
-from .volume import LABEL_MODALITY, Volume
+from .anatomy import draw_anatomy, paint_anatomy
+from .canvas import Canvas, Grid, Tissue, check_ct_grid
+from .lesions import Lesion, necrosis, place_nodes, place_primary, texture
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,7 @@ def make_phantom(
 
     gtvp_cm3 = float(np.count_nonzero(label == 1)) * grid.voxel_cm3
     gtvn_cm3 = float(np.count_nonzero(label == 2)) * grid.voxel_cm3
-    if volume_stratum(gtvp_cm3) != stratum:  # place_primary sized it; painting nodes never removes GTVp voxels
+    if stratum_of(gtvp_cm3) != stratum:  # place_primary sized it; painting nodes never removes GTVp voxels
         raise AssertionError(f"GTVp of {gtvp_cm3:.2f} cm3 is not {stratum}")
     ct_volume = Volume(ct, grid.spacing, grid.origin, units="HU", modality="CT")
     return Phantom(
@@ -303,66 +302,3 @@ def _average_in_plane(activity: np.ndarray, grid: Grid, z_margin_mm: float) -> s
         )
     )
     return image
-
-
-# --- sets of cases -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlannedCase:
-    """One case of a phantom set: its id, its own seed (for :func:`make_phantom`) and its GTVp stratum."""
-
-    case_id: str
-    seed: int
-    stratum: str
-
-
-def plan_phantom_cases(n_cases: int, seed: int = 0, first_index: int = 1) -> list[PlannedCase]:
-    """Ids ``PHANTOM-001``..., per-case seeds and strata for a set of ``n_cases`` phantoms.
-
-    Every run of three consecutive cases (1-3, 4-6, ...) holds one small, one medium and one large GTVp, in
-    an order drawn from ``seed``; a longer set starts with the same cases as a shorter one.
-    """
-    if isinstance(n_cases, bool) or not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
-        raise ConfigError(f"the number of phantom cases must be an integer >= 1, got {n_cases!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"the phantom seed must be an integer >= 0, got {seed!r}")
-    plan = []
-    for i in range(n_cases):
-        order = np.random.default_rng([int(seed), i // 3]).permutation(3)
-        case_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
-        plan.append(PlannedCase(f"PHANTOM-{first_index + i:03d}", case_seed, STRATA[order[i % 3]]))
-    return plan
-
-
-def write_phantom_cases(
-    folder: str | os.PathLike,
-    n_cases: int,
-    *,
-    seed: int = 0,
-    overwrite: bool = False,
-    on_case: Callable[[Phantom], None] | None = None,
-    **phantom_options,
-) -> list[dict]:
-    """Makes ``n_cases`` phantoms (see :func:`plan_phantom_cases`) and writes them to ``folder`` in the
-    HECKTOR layout (:func:`~.hecktor.write_hecktor_case`), with ``cases.json``/``cases.csv`` of their facts.
-
-    Existing case files are only replaced with ``overwrite=True``; this is checked for every case before the
-    first is made. ``on_case(phantom)`` is called after each case is written. ``phantom_options`` go to
-    :func:`make_phantom` (``shape``, ``spacing``, ``pet_spacing``, ``n_nodes``).
-    Returns the cases' facts (:meth:`Phantom.facts`), in order; one case at a time is held in memory.
-    """
-    from .hecktor import check_case_outputs, write_hecktor_case
-
-    plan = plan_phantom_cases(n_cases, seed)
-    folder = Path(folder)
-    check_case_outputs(folder, [case.case_id for case in plan], overwrite=overwrite)
-    facts = []
-    for case in plan:
-        phantom = make_phantom(case.seed, stratum=case.stratum, case_id=case.case_id, **phantom_options)
-        write_hecktor_case(phantom, folder, overwrite=overwrite)
-        log.info("wrote phantom %s (%s GTVp %.1f cm3)", case.case_id, case.stratum, phantom.gtvp_cm3)
-        if on_case is not None:
-            on_case(phantom)
-        facts.append(phantom.facts())
-    return facts

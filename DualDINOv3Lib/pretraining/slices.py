@@ -41,10 +41,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..data.io import read_volume
+from ..data.volume import Volume
 from ..errors import ConfigError, DataError
-from .io import read_volume
-from .slice_store import SliceStoreWriter
-from .volume import Volume
+from ..preprocessing.body import BODY_THRESHOLD_HU, largest_region
+from .store_writer import SliceStoreWriter
 
 log = logging.getLogger("dualdinov3.pretraining")
 
@@ -94,7 +95,7 @@ class CtSliceParams:
     size: int = 256
     spacing_mm: float = 0.45
     hu_window: tuple[float, float] | None = (-1000.0, 1000.0)
-    body_threshold_hu: float = -500.0
+    body_threshold_hu: float = BODY_THRESHOLD_HU
     min_body_area_mm2: float = 100.0
     pad_hu: float = -1000.0
 
@@ -250,7 +251,7 @@ def ct_pretraining_slices(volume: Volume, params: CtSliceParams | None = None, s
             f"{array.max():.4g}), so this is not a CT in Hounsfield units (a mask, a PET, or shifted values?); "
             "pass CT images in HU only"
         )
-    body = _largest_region(array > params.body_threshold_hu)
+    body = largest_region(array > params.body_threshold_hu)
     area_mm2 = body.sum(axis=(1, 2)) * (sx * sy)
     with_body = np.flatnonzero((area_mm2 >= params.min_body_area_mm2) & (area_mm2 > 0))
 
@@ -292,16 +293,6 @@ def ct_pretraining_slices(volume: Volume, params: CtSliceParams | None = None, s
     }
     log.debug("%s: kept %d of %d CT slices", source, len(z_kept), volume.shape[0])
     return PretrainingSlices(slices, np.asarray(z_kept, dtype=np.int64), source, stats)
-
-
-def _largest_region(mask: np.ndarray) -> np.ndarray:
-    """The largest face-connected 3D region of ``mask`` (Z, Y, X) bool (all False if ``mask`` is empty)."""
-    if not mask.any():
-        return mask
-    labels = sitk.RelabelComponent(
-        sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))), sortByObjectSize=True
-    )
-    return sitk.GetArrayViewFromImage(labels) == 1
 
 
 def pretraining_slices(

@@ -19,9 +19,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from DualDINOv3Lib.data.pretrain_slices import PetSliceParams, build_pretraining_store
-from DualDINOv3Lib.data.slice_store import MANIFEST, SliceStore, SliceStoreWriter
 from DualDINOv3Lib.errors import ConfigError, DataError
+from DualDINOv3Lib.pretraining.slices import PetSliceParams, build_pretraining_store
+from DualDINOv3Lib.pretraining.store import MANIFEST, SliceStore
+from DualDINOv3Lib.pretraining.store_writer import SliceStoreWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "Training" / "prepare_pretraining.py"

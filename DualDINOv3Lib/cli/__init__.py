@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import __version__
-from .cli_inference import add_inference_parsers
-from .errors import DualDINOv3Error
+from ..errors import DualDINOv3Error
+from ..version import __version__
+from .inference import add_inference_parsers
 
 log = logging.getLogger("dualdinov3")
 
@@ -31,7 +31,7 @@ def _count(model) -> str:
 def cmd_selfcheck(args: argparse.Namespace) -> int:
     import torch
 
-    from .models import build_segmenter, load_segmenter, save_segmenter
+    from ..models import build_segmenter, load_segmenter, save_segmenter
 
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -58,9 +58,9 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .models import load_backbone, load_segmenter
-    from .models.backbone_formats import SEGMENTER_FORMAT
-    from .models.tensor_files import read_safetensors_metadata
+    from ..models import load_backbone, load_segmenter
+    from ..models.backbone_formats import SEGMENTER_FORMAT
+    from ..models.tensor_files import read_safetensors_metadata
 
     path = Path(args.path)
     meta = read_safetensors_metadata(path) if path.suffix == ".safetensors" else {}
@@ -83,7 +83,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_build_segmenter(args: argparse.Namespace) -> int:
-    from .models import build_segmenter, save_segmenter
+    from ..models import build_segmenter, save_segmenter
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
@@ -97,7 +97,7 @@ def cmd_build_segmenter(args: argparse.Namespace) -> int:
 
 
 def cmd_phantom(args: argparse.Namespace) -> int:
-    from .data.phantom import write_phantom_cases
+    from ..phantoms.cases import write_phantom_cases
 
     start = time.perf_counter()
 
@@ -118,7 +118,7 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ..workflows.demo import run_demo
 
     result = run_demo(args.out, seed=args.seed, model=args.model, device=args.device, overwrite=args.overwrite)
     for path in result["files"]:

@@ -13,7 +13,8 @@ import pytest
 import SimpleITK as sitk
 
 from DualDINOv3Lib.data import Volume, read_volume
-from DualDINOv3Lib.data.pretrain_slices import (
+from DualDINOv3Lib.errors import ConfigError, DataError
+from DualDINOv3Lib.pretraining.slices import (
     CtSliceParams,
     PetSliceParams,
     ct_pretraining_slices,
@@ -21,7 +22,6 @@ from DualDINOv3Lib.data.pretrain_slices import (
     pretraining_slices,
     slice_params,
 )
-from DualDINOv3Lib.errors import ConfigError, DataError
 
 S = 256
 

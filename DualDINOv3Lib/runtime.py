@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import DualDINOv3Error
+from .errors import DualDINOv3Error
 
 log = logging.getLogger(__name__)
 

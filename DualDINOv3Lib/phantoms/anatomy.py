@@ -1,164 +1,17 @@
 """Head-and-neck anatomy of the synthetic PET/CT phantoms: a tissue-class map on the CT grid.
 
-Every voxel of the CT grid gets one :class:`Tissue`; the CT (HU) and the PET activity (SUV) are then
-looked up per tissue (see :mod:`.phantom`), so both modalities show exactly the same anatomy.
-
-Patient frame used here (mm): ``u`` = x - body centre (towards the patient's left, LPS), ``v`` = y -
-body centre (towards posterior), ``w`` = z - z of the first slice (towards the head). Array order is
-(z, y, x) as everywhere in :mod:`DualDINOv3Lib.data`; the direction is the identity (axial, LPS).
+Every voxel of the CT grid gets one :class:`~.canvas.Tissue`; the CT (HU) and the PET activity (SUV) are then
+looked up per tissue (see :mod:`.phantom`), so both modalities show exactly the same anatomy. The patient
+frame (``u``, ``v``, ``w`` in mm) is described in :mod:`.canvas`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
 import numpy as np
 
-from ..errors import ConfigError
-
-MIN_FOV_XY_MM = 200.0
-"""The head (skull and scalp) needs about 200 mm across, front to back, in-plane."""
-MIN_FOV_Z_MM = 100.0
-"""From the lower neck to the brain: the anatomy is laid out over the z extent, which must be at least this."""
-
-
-class Tissue(IntEnum):
-    """Tissue classes of the phantom (uint8 values of :attr:`Canvas.tissue`)."""
-
-    AIR = 0
-    FAT = 1
-    SOFT = 2  # muscle and other soft tissue
-    CORTICAL = 3
-    CANCELLOUS = 4  # vertebral and mandibular marrow
-    AIRWAY = 5  # air inside the body: pharynx, larynx, trachea, maxillary sinuses
-    GREY_MATTER = 6
-    WHITE_MATTER = 7
-    CORD = 8  # spinal canal
-    DISC = 9
-    TONSIL = 10
-    PAROTID = 11
-    SUBMANDIBULAR = 12
-    GTVP = 13
-    GTVN = 14
-
-
-BONE = (Tissue.CORTICAL, Tissue.CANCELLOUS)
-LESION_HOST = (
-    Tissue.FAT,
-    Tissue.SOFT,
-    Tissue.AIRWAY,
-    Tissue.TONSIL,
-    Tissue.PAROTID,
-    Tissue.SUBMANDIBULAR,
-)
-"""Tissues a tumour may grow into (it fills the airway; it never replaces bone, discs, cord or brain)."""
-
-
-@dataclass(frozen=True)
-class Grid:
-    """An axial voxel grid with identity direction: ``shape`` (z, y, x); ``spacing``/``origin`` (x, y, z) mm."""
-
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    origin: tuple[float, float, float]
-
-    def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Physical coordinates (mm) of the voxel centres along x, y and z (three 1D float64 arrays)."""
-        nz, ny, nx = self.shape
-        return tuple(
-            self.origin[i] + self.spacing[i] * np.arange(n, dtype=np.float64) for i, n in enumerate((nx, ny, nz))
-        )
-
-    @property
-    def voxel_cm3(self) -> float:
-        return self.spacing[0] * self.spacing[1] * self.spacing[2] / 1000.0
-
-
-def check_ct_grid(shape, spacing) -> None:
-    """Raises :class:`ConfigError` unless the grid is 3D, positive and large enough to hold a head and neck."""
-    if len(shape) != 3 or len(spacing) != 3 or min(shape) < 8 or min(spacing) <= 0:
-        raise ConfigError(
-            f"phantom CT grid shape (z, y, x) = {tuple(shape)} with spacing (x, y, z) = {tuple(spacing)} mm is "
-            "invalid: give three sizes of at least 8 voxels and three positive spacings"
-        )
-    fov = (shape[2] * spacing[0], shape[1] * spacing[1], shape[0] * spacing[2])
-    if min(fov[:2]) < MIN_FOV_XY_MM or fov[2] < MIN_FOV_Z_MM:
-        raise ConfigError(
-            f"phantom CT field of view {fov[0]:.0f} x {fov[1]:.0f} x {fov[2]:.0f} mm (x, y, z) is too small for a "
-            f"head and neck: it needs at least {MIN_FOV_XY_MM:.0f} mm in-plane and {MIN_FOV_Z_MM:.0f} mm along z; "
-            "use more voxels or a larger spacing"
-        )
-
-
-def _sigmoid(t: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-t))
-
-
-@dataclass(frozen=True)
-class Block:
-    """A box of the canvas: ``index`` into the (z, y, x) array and the patient-frame coordinates of its
-    voxels, shaped for broadcasting: ``u`` (1, 1, X), ``v`` (1, Y, 1), ``w`` (Z, 1, 1) in mm."""
-
-    index: tuple[slice, slice, slice]
-    u: np.ndarray
-    v: np.ndarray
-    w: np.ndarray
-
-    @property
-    def empty(self) -> bool:
-        return min(self.u.size, self.v.size, self.w.size) == 0
-
-
-class Canvas:
-    """The tissue map being painted, with the patient frame: body centre ``(cx, cy)`` in mm (x, y)."""
-
-    def __init__(self, grid: Grid, cx: float, cy: float) -> None:
-        x, y, z = grid.axes()
-        self.grid = grid
-        self.u, self.v, self.w = x - cx, y - cy, z - z[0]
-        self.tissue = np.zeros(grid.shape, dtype=np.uint8)
-
-    def block(self, u_range=None, v_range=None, w_range=None) -> Block:
-        """The voxels whose centres lie in the given closed ranges (mm, patient frame; None = all)."""
-        cuts = []
-        for axis, bounds in ((self.w, w_range), (self.v, v_range), (self.u, u_range)):
-            if bounds is None:
-                cuts.append(slice(0, axis.size))
-            else:
-                lo = int(np.searchsorted(axis, bounds[0], side="left"))
-                hi = int(np.searchsorted(axis, bounds[1], side="right"))
-                cuts.append(slice(lo, max(lo, hi)))
-        zs, ys, xs = cuts
-        return Block(
-            index=(zs, ys, xs),
-            u=self.u[xs][None, None, :],
-            v=self.v[ys][None, :, None],
-            w=self.w[zs][:, None, None],
-        )
-
-    def paint(self, block: Block, mask: np.ndarray, tissue: Tissue, only: tuple[Tissue, ...] | None = None) -> None:
-        """Sets ``tissue`` where ``mask`` (broadcastable to the block) is true, optionally only over ``only``."""
-        if block.empty:
-            return
-        view = self.tissue[block.index]
-        mask = np.broadcast_to(mask, view.shape)
-        if only is not None:
-            mask = mask & np.isin(view, np.asarray(only, dtype=np.uint8))
-        view[mask] = tissue
-
-
-def _ellipse(block: Block, cu, cv, a, b) -> np.ndarray:
-    """In-plane ellipse per slice (``cu, cv, a, b`` scalars or (Z, 1, 1) arrays), as a boolean block."""
-    return ((block.u - cu) / a) ** 2 + ((block.v - cv) / b) ** 2 <= 1.0
-
-
-def _ellipsoid(block: Block, centre, axes) -> np.ndarray:
-    return (
-        ((block.u - centre[0]) / axes[0]) ** 2
-        + ((block.v - centre[1]) / axes[1]) ** 2
-        + ((block.w - centre[2]) / axes[2]) ** 2
-    ) <= 1.0
+from .canvas import Canvas, Grid, Tissue, ellipse, ellipsoid, sigmoid
 
 
 @dataclass(frozen=True)
@@ -206,8 +59,8 @@ class Anatomy:
     def neck_half_width(self, w):
         """Lateral half-width (mm) of the neck/face outline at height ``w`` (before the outline harmonics)."""
         w = np.asarray(w, dtype=np.float64)
-        face = _sigmoid((w - (self.w_mandible - 4.0)) / 4.0)
-        shoulders = self.shoulders * _sigmoid((0.12 * self.height - w) / 6.0)
+        face = sigmoid((w - (self.w_mandible - 4.0)) / 4.0)
+        shoulders = self.shoulders * sigmoid((0.12 * self.height - w) / 6.0)
         return self.neck_a + (self.face_a - self.neck_a) * face + shoulders
 
 
@@ -281,7 +134,7 @@ def _paint_body(canvas: Canvas, an: Anatomy) -> None:
     reaching forward above the mandible) with a wavy outline; subcutaneous fat under the skin."""
     block = canvas.block()
     w = block.w
-    face = _sigmoid((w - (an.w_mandible - 4.0)) / 4.0)
+    face = sigmoid((w - (an.w_mandible - 4.0)) / 4.0)
     a = an.neck_half_width(w)
     b_front = an.neck_b + (an.face_front - an.neck_b) * face
     b_back = an.neck_b + (an.face_back - an.neck_b) * face
@@ -296,14 +149,14 @@ def _paint_body(canvas: Canvas, an: Anatomy) -> None:
     head_block = canvas.block(w_range=(an.brain_centre[1] - head_axes[2], np.inf))
     head_centre = (0.0, *an.brain_centre)
     canvas.paint(block, body, Tissue.FAT)
-    canvas.paint(head_block, _ellipsoid(head_block, head_centre, head_axes), Tissue.FAT)
+    canvas.paint(head_block, ellipsoid(head_block, head_centre, head_axes), Tissue.FAT)
     canvas.paint(block, inner, Tissue.SOFT)
-    canvas.paint(head_block, _ellipsoid(head_block, head_centre, head_axes - 2.5), Tissue.SOFT)
+    canvas.paint(head_block, ellipsoid(head_block, head_centre, head_axes - 2.5), Tissue.SOFT)
     # fat between the neck muscles: the posterior cervical triangles, below the mandible
     low = canvas.block(w_range=(0, an.w_mandible))
     for side in (-1, 1):
         a_low = an.neck_half_width(low.w)
-        fat = _ellipse(low, side * (a_low - an.fat - 12.0), 0.35 * an.neck_b, 9.0, 11.0)
+        fat = ellipse(low, side * (a_low - an.fat - 12.0), 0.35 * an.neck_b, 9.0, 11.0)
         canvas.paint(low, fat, Tissue.FAT, only=(Tissue.SOFT,))
 
 
@@ -323,7 +176,7 @@ def _paint_soft_organs(canvas: Canvas, an: Anatomy, rng: np.random.Generator) ->
         for side in (-1, 1):
             centre = (side * u + rng.uniform(-2, 2), v + rng.uniform(-2, 2), w + rng.uniform(-3, 3))
             block = canvas.block(*[(c - r, c + r) for c, r in zip(centre, axes, strict=True)])
-            canvas.paint(block, _ellipsoid(block, centre, axes), tissue, only=(Tissue.SOFT, Tissue.FAT))
+            canvas.paint(block, ellipsoid(block, centre, axes), tissue, only=(Tissue.SOFT, Tissue.FAT))
 
 
 def _paint_airway(canvas: Canvas, an: Anatomy) -> None:
@@ -332,16 +185,16 @@ def _paint_airway(canvas: Canvas, an: Anatomy) -> None:
     top = an.w_skull - 6.0
     block = canvas.block(w_range=(0, top), u_range=(-25, 25), v_range=(-60, 30))
     w = block.w
-    oro = _sigmoid((w - an.w_larynx) / 5.0)
+    oro = sigmoid((w - an.w_larynx) / 5.0)
     a = an.trachea_r + (an.oropharynx[0] - an.trachea_r) * oro
     b = an.trachea_r * 0.85 + (an.oropharynx[1] - an.trachea_r * 0.85) * oro
-    canvas.paint(block, _ellipse(block, 0.0, an.airway_v(w), a, b), Tissue.AIRWAY, only=(Tissue.SOFT,))
+    canvas.paint(block, ellipse(block, 0.0, an.airway_v(w), a, b), Tissue.AIRWAY, only=(Tissue.SOFT,))
     v_sinus = float(an.airway_v(an.w_skull)) - 30.0
     w_sinus = an.w_skull - 12.0
     for side in (-1, 1):
         centre, axes = (side * 24.0, v_sinus, w_sinus), (11.0, 13.0, 14.0)
         block = canvas.block(*[(c - r, c + r) for c, r in zip(centre, axes, strict=True)])
-        canvas.paint(block, _ellipsoid(block, centre, axes), Tissue.AIRWAY, only=(Tissue.SOFT, Tissue.FAT))
+        canvas.paint(block, ellipsoid(block, centre, axes), Tissue.AIRWAY, only=(Tissue.SOFT, Tissue.FAT))
 
 
 def _paint_spine(canvas: Canvas, an: Anatomy) -> None:
@@ -352,11 +205,11 @@ def _paint_spine(canvas: Canvas, an: Anatomy) -> None:
     vs = an.spine_v(w)
     va, vb = an.vertebra
     in_disc = np.mod(w - an.disc_phase, an.vertebra_period) < an.disc  # (Z, 1, 1)
-    body = _ellipse(block, 0.0, vs, va, vb)
-    core = _ellipse(block, 0.0, vs, va - 1.8, vb - 1.8)
+    body = ellipse(block, 0.0, vs, va, vb)
+    core = ellipse(block, 0.0, vs, va - 1.8, vb - 1.8)
     canal_v = vs + vb + an.canal_r + 1.0
-    canal = _ellipse(block, 0.0, canal_v, an.canal_r, an.canal_r)
-    arch = _ellipse(block, 0.0, canal_v, an.canal_r + 3.5, an.canal_r + 3.5) & ~canal
+    canal = ellipse(block, 0.0, canal_v, an.canal_r, an.canal_r)
+    arch = ellipse(block, 0.0, canal_v, an.canal_r + 3.5, an.canal_r + 3.5) & ~canal
     dv = block.v - canal_v
     spinous = (np.abs(block.u) <= 3.0) & (dv >= an.canal_r) & (dv <= an.canal_r + 24.0)
     transverse = (np.abs(block.u) <= an.canal_r + 16.0) & (np.abs(block.v - (vs + vb)) <= 2.5)
@@ -373,10 +226,10 @@ def _paint_mandible(canvas: Canvas, an: Anatomy) -> None:
     mand_a, mand_b, v_mand = an.mandible
     w0, w1 = an.w_mandible, an.w_mandible + an.mandible_height
     block = canvas.block(w_range=(w0, w1))
-    outer = _ellipse(block, 0.0, v_mand, mand_a, mand_b)
-    inner = _ellipse(block, 0.0, v_mand, mand_a - 10.0, mand_b - 10.0)
-    core_out = _ellipse(block, 0.0, v_mand, mand_a - 2.0, mand_b - 2.0)
-    core_in = _ellipse(block, 0.0, v_mand, mand_a - 8.0, mand_b - 8.0)
+    outer = ellipse(block, 0.0, v_mand, mand_a, mand_b)
+    inner = ellipse(block, 0.0, v_mand, mand_a - 10.0, mand_b - 10.0)
+    core_out = ellipse(block, 0.0, v_mand, mand_a - 2.0, mand_b - 2.0)
+    core_in = ellipse(block, 0.0, v_mand, mand_a - 8.0, mand_b - 8.0)
     front = block.v <= v_mand + 6.0
     canvas.paint(block, outer & ~inner & front, Tissue.CORTICAL)
     canvas.paint(block, core_out & ~core_in & front, Tissue.CANCELLOUS)
@@ -395,9 +248,9 @@ def _paint_head(canvas: Canvas, an: Anatomy) -> None:
     axes = np.asarray(an.brain)
     centre = (0.0, *an.brain_centre)
     block = canvas.block(w_range=(an.brain_centre[1] - axes[2] - an.skull, np.inf))
-    skull = _ellipsoid(block, centre, axes + an.skull)
-    brain = _ellipsoid(block, centre, axes)
-    white = _ellipsoid(block, centre, axes - 7.0)  # a cortex ~7 mm thick (folded cortex, seen at PET resolution)
+    skull = ellipsoid(block, centre, axes + an.skull)
+    brain = ellipsoid(block, centre, axes)
+    white = ellipsoid(block, centre, axes - 7.0)  # a cortex ~7 mm thick (folded cortex, seen at PET resolution)
     canvas.paint(block, skull & ~brain, Tissue.CORTICAL)
     canvas.paint(block, brain, Tissue.GREY_MATTER)
     canvas.paint(block, white, Tissue.WHITE_MATTER)

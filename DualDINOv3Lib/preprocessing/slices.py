@@ -25,21 +25,17 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.resample import resample_pet_to_ct, resample_to_grid
+from ..data.volume import Volume
 from ..errors import DataError
-from ..models.config import PreprocessingSpec
-from .resample import resample_pet_to_ct, resample_to_grid
-from .volume import Volume
+from .body import AIR_HU, body_mask
+from .spec import PreprocessingSpec
 
 log = logging.getLogger(__name__)
-
-BODY_THRESHOLD_HU = -500.0
-"""CT voxels above this (HU) are body (soft tissue, bone) rather than air/lung."""
-AIR_HU = -1000.0
 
 
 @dataclass(frozen=True)
@@ -98,21 +94,6 @@ def _window(x: Tensor, start: tuple[int, int], size: tuple[int, int], fill: floa
     if sy1 > sy0 and sx1 > sx0:
         out[:, :, sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = x[:, :, sy0:sy1, sx0:sx1]
     return out
-
-
-def body_mask(ct: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray:
-    """Boolean ``(Z, Y, X)``: the largest connected region of CT voxels above ``threshold_hu``.
-
-    Taking the largest region drops the scanner table and small air-bubble artefacts.
-    """
-    above = sitk.GetImageFromArray((np.asarray(ct.array) > threshold_hu).astype(np.uint8))
-    if not np.any(sitk.GetArrayViewFromImage(above)):
-        raise DataError(
-            f"the CT has no voxel above {threshold_hu:g} HU, so no body was found; is it a CT in Hounsfield "
-            f"units (value range {float(np.min(ct.array)):g}..{float(np.max(ct.array)):g})?"
-        )
-    components = sitk.RelabelComponent(sitk.ConnectedComponent(above), sortByObjectSize=True)
-    return sitk.GetArrayFromImage(components) == 1
 
 
 @dataclass(frozen=True)
