@@ -10,6 +10,7 @@ import numpy as np
 
 from ..files import check_output_folder, check_output_path
 from ..progress import ProgressBar
+from .arguments import non_negative_float, positive_int
 
 log = logging.getLogger("dualdinov3")
 
@@ -22,16 +23,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pet", required=True, help="PET: file or DICOM series folder (SUV, or Bq/ml DICOM converted)")
     p.add_argument("--model", default=None, help="segmenter .safetensors file (default: the bundled demo model)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
-    p.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default: 4)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="slices per forward pass (default: 4)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
-def add_inference_parsers(sub) -> None:
+def add_parsers(sub) -> None:
     p = sub.add_parser("segment", help="segment GTVp/GTVn on a PET/CT; writes a label volume on the CT grid")
     _add_common(p)
     p.add_argument("-o", "--output", required=True, help="output label file (.nii.gz, .nii, .nrrd or .mha)")
     p.add_argument("--pca-out", default=None, help="also write CT/PET encoder PCA maps (volumes and PNGs) here")
-    p.add_argument("--min-component-mm3", type=float, default=0.0, help="drop predicted regions smaller than this")
+    p.add_argument(
+        "--min-component-mm3", type=non_negative_float, default=0.0, help="drop predicted regions smaller than this"
+    )
     p.add_argument("--all-slices", action="store_true", help="also run slices without body (default: skip them)")
     p.set_defaults(func=cmd_segment)
 

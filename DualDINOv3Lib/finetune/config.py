@@ -1,13 +1,17 @@
-"""Finetuning hyperparameters (paper sec. 2.4, REFERENCE.md sec. 3): the ``training:`` section of a config."""
+"""Finetuning hyperparameters (paper sec. 2.4): the ``training:`` section of a run's config file, and the
+one way to read a run's config file (:func:`load_run_config`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..models.config import SegmenterConfig, parse_config, read_config_file
 from .augment import AugmentationConfig
 
 
@@ -102,3 +106,25 @@ def learning_rate_at(step: int, cfg: FinetuneConfig) -> float:
         return cfg.learning_rate * (step + 1) / warmup
     progress = (step - warmup) / max(cfg.total_steps - warmup, 1)
     return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A finetuning run's configuration file, read once: the segmenter and its ``training:`` section."""
+
+    segmenter: SegmenterConfig
+    training: FinetuneConfig
+
+
+def load_run_config(path: str | os.PathLike, **overrides) -> RunConfig:
+    """The segmenter config and the :class:`FinetuneConfig` of one YAML/JSON file (read once; relative
+    checkpoint paths resolved against its folder). ``overrides`` replace ``training:`` values (``None`` ones
+    are ignored, so command-line options can be passed through unconditionally)."""
+    path = Path(path).expanduser()
+    data = read_config_file(path)
+    try:
+        segmenter = parse_config(data, base_dir=path.parent)
+        training = parse_finetune_config(data.get("training"), **overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return RunConfig(segmenter, training)

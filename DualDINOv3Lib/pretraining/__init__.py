@@ -9,6 +9,8 @@ _EXPORTS = {
     "PetSliceParams": ".slices",
     "PretrainingSlices": ".slices",
     "VolumeReport": ".slices",
+    "find_inputs": ".inputs",
+    "parse_slice_settings": ".inputs",
     "build_pretraining_store": ".slices",
     "ct_pretraining_slices": ".slices",
     "pet_pretraining_slices": ".slices",

@@ -1,5 +1,5 @@
-"""``Training/evaluate.py`` end to end on a tiny HECKTOR-layout folder (run as a subprocess), its errors
-(run in-process), and the box plot of ``Training/plots.py``."""
+"""``Training/evaluate.py`` (``dualdinov3 evaluate``) end to end on a tiny HECKTOR-layout folder (run as a
+subprocess), its errors (run in-process), and the box plot of ``workflows/figures.py``."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from DualDINOv3Lib.cli import main
 from DualDINOv3Lib.evaluation import (
     evaluate_folders,
     summarize_configuration,
     table1_markdown,
 )
+from DualDINOv3Lib.workflows.figures import dice_boxplot
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING = ROOT / "Training"
@@ -26,10 +28,9 @@ SPACING = (2.0, 2.0, 2.0)  # 8 mm3 voxels: 125 voxels = 1 cm3, 1000 = 8 cm3, 219
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _training_module(name: str):
-    if str(TRAINING) not in sys.path:
-        sys.path.insert(0, str(TRAINING))
-    return __import__(name)
+def evaluate(args: list[str]) -> int:
+    """``dualdinov3 evaluate ...`` in this process (what ``Training/evaluate.py`` runs)."""
+    return main(["evaluate", *args])
 
 
 def _write(path: Path, array: np.ndarray, spacing=SPACING) -> None:
@@ -130,14 +131,13 @@ def test_evaluate_script_end_to_end(folders):
 
 
 def test_evaluate_refuses_to_overwrite_and_reports_bad_input(folders, capsys):
-    evaluate = _training_module("evaluate")
     out = folders["root"] / "refuse"
     out.mkdir()
     (out / "table1.md").write_text("keep me")
     base = ["--truth", str(folders["truth"]), "--pred", f"exact={folders['exact']}", "--out", str(out)]
-    assert evaluate.main([*base, "--no-plot", "-q"]) == 2
+    assert evaluate([*base, "--no-plot", "-q"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("evaluate: error:") and "--overwrite" in err and "table1.md" in err
+    assert err.startswith("dualdinov3: error:") and "--overwrite" in err and "table1.md" in err
     assert (out / "table1.md").read_text() == "keep me" and not (out / "cases.csv").exists()
 
     partial = folders["root"] / "pred_partial"
@@ -145,25 +145,24 @@ def test_evaluate_refuses_to_overwrite_and_reports_bad_input(folders, capsys):
     (partial / "CHUM-001.nii.gz").write_bytes((folders["exact"] / "CHUM-001.nii.gz").read_bytes())
     fresh = folders["root"] / "fresh"
     args = ["--truth", str(folders["truth"]), "--pred", f"part={partial}", "--out", str(fresh), "--no-plot", "-q"]
-    assert evaluate.main(args) == 2
+    assert evaluate(args) == 2
     err = capsys.readouterr().err
     assert "no prediction for 3 of 4 truth cases" in err and "CHUM-002" in err
-    assert evaluate.main([*args, "--allow-missing"]) == 0
+    assert evaluate([*args, "--allow-missing"]) == 0
     with open(fresh / "cases.csv", newline="") as f:
         assert {r["case"] for r in csv.DictReader(f)} == {"CHUM-001"}
 
-    assert evaluate.main([*base[:4], "--pred", f"exact={folders['shifted']}", "--out", str(fresh)]) == 2
+    assert evaluate([*base[:4], "--pred", f"exact={folders['shifted']}", "--out", str(fresh)]) == 2
     assert "given twice" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        evaluate.main(["--truth", str(folders["truth"]), "--pred", "no-equals-sign", "--out", str(fresh)])
+        evaluate(["--truth", str(folders["truth"]), "--pred", "no-equals-sign", "--out", str(fresh)])
 
 
 def test_dice_boxplot_writes_a_png(folders, tmp_path):
-    plots = _training_module("plots")
     results = evaluate_folders(folders["truth"], {"exact": folders["exact"], "shifted": folders["shifted"]})
-    path = plots.dice_boxplot(results, tmp_path / "box.png", title="test")
+    path = dice_boxplot(results, tmp_path / "box.png", title="test")
     image = matplotlib.image.imread(path)
     assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 400
     assert image[..., :3].std() > 0.05  # something is drawn
     with pytest.raises(FileExistsError, match="already exists"):
-        plots.dice_boxplot(results, path)
+        dice_boxplot(results, path)

@@ -5,7 +5,6 @@ mix modalities or preprocessing, and the ``Training/prepare_pretraining.py`` com
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
@@ -19,6 +18,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from DualDINOv3Lib.cli import main as cli_main
 from DualDINOv3Lib.errors import ConfigError, DataError
 from DualDINOv3Lib.pretraining.slices import PetSliceParams, build_pretraining_store
 from DualDINOv3Lib.pretraining.store import MANIFEST, SliceStore
@@ -266,11 +266,9 @@ def run_script(*args: str | os.PathLike) -> subprocess.CompletedProcess:
     )
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("prepare_pretraining", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def main(args: list[str]) -> int:
+    """``dualdinov3 prepare-pretraining ...`` in this process (what the script runs)."""
+    return cli_main(["prepare-pretraining", *args])
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +303,6 @@ def test_script_builds_a_pet_store_from_hecktor_and_dicom_folders(hecktor_folder
     before = shard_bytes(out)
 
     # re-running (in this process, to save an interpreter start) skips everything and changes nothing
-    main = load_script().main
     args = ["--modality", "PT", "--out", str(out), "--shard-size", "16", str(hecktor_folder), str(IBSI_PET_DICOM)]
     assert main(args) == 0
     assert capsys.readouterr().out.count("already in the store, skipped") == 3
@@ -313,7 +310,7 @@ def test_script_builds_a_pet_store_from_hecktor_and_dicom_folders(hecktor_folder
     assert main(["--modality", "CT", "--out", str(out), str(hecktor_folder)]) == 2
     wrong = capsys.readouterr()
     assert wrong.out.count("\n") <= 1 and wrong.err.count("\n") == 1
-    assert wrong.err.startswith("prepare_pretraining: error: ") and "new --out" in wrong.err
+    assert wrong.err.startswith("dualdinov3: error: ") and "new --out" in wrong.err
 
 
 def test_script_takes_ct_files_only_and_reports_bad_inputs(hecktor_folder, tmp_path, capsys):
@@ -324,14 +321,13 @@ def test_script_takes_ct_files_only_and_reports_bad_inputs(hecktor_folder, tmp_p
     assert [Path(v["source"]).name for v in store.volumes] == ["CHUM-001__CT.nii.gz", "CHUP-002__CT.nii.gz"]
     assert len(store) == 8 and store[0].shape == (64, 64) and store.preprocessing["size"] == 64
     # bad inputs, in this process (the subprocess above already checked the command as users run it)
-    main = load_script().main
     assert (
         main(["--modality", "CT", "--out", str(tmp_path / "mixed"), str(hecktor_folder / "CHUM-001__PT.nii.gz")]) == 1
     )
     output = capsys.readouterr()
     assert "[1/1] FAILED" in output.out and "not a CT in Hounsfield units" in output.err
     assert main(["--modality", "CT", "--out", str(tmp_path / "x"), "--set", "dilation_mm=3", str(hecktor_folder)]) == 2
-    assert capsys.readouterr().err.startswith("prepare_pretraining: error: unknown CT slice parameter")
+    assert capsys.readouterr().err.startswith("dualdinov3: error: unknown CT slice parameter")
     assert main(["--modality", "PT", "--out", str(tmp_path / "y"), str(tmp_path / "nowhere")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert main(["--modality", "PT", "--out", str(tmp_path / "z"), str(hecktor_folder / "CHUM-001.nii.gz")]) == 1

@@ -1,24 +1,61 @@
-"""Figures of the evaluation (matplotlib, headless "Agg" backend): the Dice box plot of Table 1's data.
+"""Figures of training and evaluation runs (matplotlib, headless "Agg" backend): training curves and the
+Dice box plot of Table 1's data.
 
-Kept out of ``DualDINOv3Lib`` so the library never needs matplotlib.
+matplotlib is an optional dependency (the ``train`` extra: ``pip install "dualdinov3[train]"``), imported
+only when a figure is drawn, so the library itself never needs it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # after matplotlib.use: the backend is chosen first
+from ..domain import STRATA, TUMOUR_CLASSES
+from ..errors import DualDINOv3Error, OutputExistsError
+from ..evaluation.aggregate import in_stratum
+from ..evaluation.metrics import CaseMetrics
+from ..files import atomic_write
 
-from DualDINOv3Lib.domain import STRATA, TUMOUR_CLASSES
-from DualDINOv3Lib.errors import OutputExistsError
-from DualDINOv3Lib.evaluation import CaseMetrics, in_stratum
-from DualDINOv3Lib.files import atomic_write
+
+def _pyplot():
+    """matplotlib.pyplot on the headless Agg backend, or a clear error naming the install command."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise DualDINOv3Error(
+            'drawing figures needs matplotlib: pip install "dualdinov3[train]" (or pass --no-plot where offered)'
+        ) from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training_curves(history: list[dict], path: str | os.PathLike, labels: tuple[str, ...] = ()) -> Path:
+    """Train loss (left) and validation Dice per class and mean (right) against the epoch."""
+    epochs = [row["epoch"] for row in history]
+    plt = _pyplot()
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [row["train_loss"] for row in history], marker=".")
+    ax_loss.set(xlabel="epoch", ylabel="Dice + CE loss", title="training loss")
+    for key in sorted(k for k in {k for row in history for k in row} if k.startswith("dice_")):
+        values = [row.get(key, math.nan) for row in history]
+        suffix = key.removeprefix("dice_")
+        name = labels[int(suffix)] if suffix.isdigit() and int(suffix) < len(labels) else suffix
+        ax_dice.plot(epochs, values, marker=".", label=name)
+    ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
+    if ax_dice.lines:
+        ax_dice.legend()
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
+    plt.close(fig)
+    return path
+
 
 SHOW_POINTS_UP_TO = 60
 """Boxes over at most this many subjects also show each subject as a point."""
@@ -43,6 +80,7 @@ def dice_boxplot(
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: already exists; pass overwrite=True (--overwrite) or choose another name")
+    plt = _pyplot()
     class_names = list(class_names) if class_names is not None else list(TUMOUR_CLASSES.values())
     names = list(cases_by_configuration)
     colours = plt.get_cmap("tab10").colors
