@@ -93,10 +93,8 @@ def _write_pca(model, ct, pet, args, folder: Path, encoders, layer: int, slices,
         print(f"wrote {path} and {len(pngs)} PNGs (slices {', '.join(map(str, slices))})")
 
 
-def _pca_names(model, encoders) -> list[str]:
-    from ..inference.pca import _encoder_names
-
-    return list(_encoder_names(model, encoders))
+def _pca_names(model, encoders, layer: int = -1) -> list[str]:
+    return list(model.check_layer(layer, encoders))
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -143,7 +141,7 @@ def cmd_pca(args: argparse.Namespace) -> int:
 
     args.device = resolve_device(args.device)
     model = resolve_segmenter(args.model)
-    _pca_outputs(folder, _pca_names(model, args.encoders), args.overwrite)
+    _pca_outputs(folder, _pca_names(model, args.encoders, args.layer), args.overwrite)
     model, ct, pet = _load_inputs(args, model)
     if args.slices is not None:
         bad = [z for z in args.slices if not 0 <= z < ct.shape[0]]

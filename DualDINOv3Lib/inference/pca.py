@@ -26,47 +26,15 @@ from .segment import evaluating, resolve_segmenter
 
 log = logging.getLogger(__name__)
 
-ENCODER_KEYS = {"ct": "ct_encoder", "pet": "pet_encoder", "encoder": "encoder"}
-"""Short names users pass -> the segmenter's encoder attribute."""
 RGB_MODALITY = "RGB"
 SD_RANGE = 2.5
-
-
-def _encoder_names(model: Segmenter, encoders) -> dict[str, str]:
-    available = {short: attr for short, attr in ENCODER_KEYS.items() if attr in model.encoders}
-    if encoders is None:
-        return available
-    if isinstance(encoders, str):
-        encoders = [encoders]
-    unknown = [e for e in encoders if e not in available]
-    if unknown:
-        raise DualDINOv3Error(
-            f"this segmenter has no encoder {unknown[0]!r}; it has {', '.join(sorted(available))} "
-            f"({model.config.architecture})"
-        )
-    return {e: available[e] for e in encoders}
-
-
-def _tokens(model: Segmenter, x: Tensor, names: dict[str, str], layer: int) -> dict[str, Tensor]:
-    """``{short: (N, D, h, w)}`` normed patch tokens of block ``layer`` of each encoder (input padded to patches)."""
-    p = model.patch_size
-    pad_h, pad_w = (-x.shape[-2]) % p, (-x.shape[-1]) % p
-    x = F.pad(x, (0, pad_w, 0, pad_h))
-    inputs = model.encoder_inputs(x)
-    out = {}
-    for short, attr in names.items():
-        encoder = getattr(model, attr)
-        (maps,) = encoder.get_intermediate_layers(inputs[attr], n=[layer % len(encoder.blocks)], norm=True)
-        out[short] = maps.float()
-    return out
 
 
 def _body_patches(x: Tensor, prep: CasePreprocessor, patch: int) -> Tensor:
     """``(N, h, w)`` bool: patches whose pixels are mostly body (CT above the body threshold)."""
     norm = prep.normalization
     body = (x[:, 0:1] > (BODY_THRESHOLD_HU - norm.ct_mean) / norm.ct_std).float()
-    pad_h, pad_w = (-body.shape[-2]) % patch, (-body.shape[-1]) % patch
-    body = F.pad(body, (0, pad_w, 0, pad_h))
+    body = F.pad(body, (0, (-body.shape[-1]) % patch, 0, (-body.shape[-2]) % patch))  # as the segmenter pads
     return F.avg_pool2d(body, patch)[:, 0] > 0.5
 
 
@@ -93,7 +61,8 @@ def pca_feature_maps(
     Two passes over the body slices: one to fit the PCA, one to project.
     """
     model = resolve_segmenter(segmenter)
-    names = _encoder_names(model, encoders)
+    names = model.select_encoders(encoders)
+    model.check_layer(layer, names)  # before any work
     prep = CasePreprocessor(ct, pet, model.config.preprocessing)
     indices = np.flatnonzero(prep.body_slices)
     device = resolve_device(device)
@@ -109,7 +78,7 @@ def pca_feature_maps(
             check_cancel(cancel, "PCA")
             x = prep.images(chunk).to(device)
             with autocast(device, mixed_precision):
-                tokens = _tokens(model, x, names, layer)
+                tokens = {n: t.float() for n, t in model.encoder_tokens(x, layer, names).items()}
             yield chunk, x, tokens, _body_patches(x, prep, patch)
             done += len(chunk)
             offset = 0 if stage == "fit" else len(indices)

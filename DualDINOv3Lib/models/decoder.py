@@ -1,4 +1,5 @@
-"""The Primus multiscale 2D decoder (MedDINOv3): inverts the 16x16 patch embedding in four 2x steps."""
+"""The Primus multiscale 2D decoder (MedDINOv3): inverts the p x p patch embedding in log2(p) 2x steps
+(four for the paper's 16x16 patches, three for the bundled model's 8x8)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ class LayerNorm2d(nn.LayerNorm):
 
 
 class PrimusMultiscaleDecoder(nn.Module):
-    """Concatenated tap maps ``(B, sum C_i, h, w)`` -> logits ``(B, num_classes, 16h, 16w)``.
+    """Concatenated tap maps ``(B, sum C_i, h, w)`` -> logits ``(B, num_classes, p h, p w)`` for patch size ``p``.
 
-    Four stages of ``ConvTranspose2d(k=2, s=2) -> channel LayerNorm (eps 1e-6) -> GELU`` halve the channels
-    each time (3072 -> 1536 -> 768 -> 384 -> 192 for four ViT-B taps), then a 1x1 conv gives the logits.
-    The number of stages is ``log2(patch_size)`` so the output is at input resolution.
+    ``log2(p)`` stages (four for 16x16 patches) of ``ConvTranspose2d(k=2, s=2) -> channel LayerNorm (eps 1e-6)
+    -> GELU`` halve the channels each time (3072 -> 1536 -> 768 -> 384 -> 192 for four ViT-B taps), then a
+    1x1 conv gives the logits, so the output is at input resolution.
     """
 
     def __init__(self, in_channels: int, num_classes: int = 3, patch_size: int = 16) -> None:

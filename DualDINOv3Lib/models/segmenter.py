@@ -19,11 +19,14 @@ segmenter trains, and run under ``torch.no_grad()``, so they cost no activation 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .config import EncoderSpec, SegmenterConfig
 from .decoder import PrimusMultiscaleDecoder
 from .fusion import CrossModalFusion
@@ -43,7 +46,11 @@ class InputNormalization(nn.Module):
 
 
 class Segmenter(nn.Module, ABC):
-    """Shared behaviour: input checks, padding to the patch grid, frozen encoders, decoding."""
+    """Shared behaviour: input checks, padding to the patch grid, frozen encoders, decoding, and the
+    features API (:meth:`encoder_tokens`) that PCA maps and other feature consumers use."""
+
+    SHORT_NAMES: ClassVar[dict[str, str]] = {}
+    """What users call each encoder (``"ct"``, ``"pet"``, ``"encoder"``) -> its attribute name."""
 
     def __init__(self, config: SegmenterConfig, encoders: dict[str, DINOv3ViT]) -> None:
         super().__init__()
@@ -106,16 +113,65 @@ class Segmenter(nn.Module, ABC):
     def decode_features(self, feats: dict[str, tuple[Tensor, ...]]) -> Tensor:
         """Logits ``(B, num_classes, H, W)`` from the output of :meth:`features`."""
 
-    def forward(self, x: Tensor) -> Tensor:
+    def pad_to_patches(self, x: Tensor) -> Tensor:
+        """A ``(B, 2, H, W)`` input zero-padded at the bottom/right to a multiple of the patch size."""
         if x.ndim != 4 or x.shape[1] != 2:
             raise ValueError(f"expected (B, 2, H, W) input with channels (CT, PET), got {tuple(x.shape)}")
-        h, w = x.shape[-2:]
         p = self.patch_size
-        pad_h, pad_w = (-h) % p, (-w) % p
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        logits = self.decode_features(self.features(x))
+        pad_h, pad_w = (-x.shape[-2]) % p, (-x.shape[-1]) % p
+        return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        logits = self.decode_features(self.features(self.pad_to_patches(x)))
         return logits[..., :h, :w]
+
+    @property
+    def encoder_names(self) -> tuple[str, ...]:
+        """The encoders' short names: ``("ct", "pet")`` for dual-stream, ``("encoder",)`` for single-stream."""
+        return tuple(self.SHORT_NAMES)
+
+    def select_encoders(self, encoders: str | Sequence[str] | None = None) -> tuple[str, ...]:
+        """The short names asked for (``None``: all), checked: an unknown name is a :class:`ConfigError`."""
+        if encoders is None:
+            return self.encoder_names
+        chosen = (encoders,) if isinstance(encoders, str) else tuple(encoders)
+        unknown = [e for e in chosen if e not in self.SHORT_NAMES]
+        if unknown or not chosen:
+            raise ConfigError(
+                f"this segmenter has no encoder {unknown[0] if unknown else chosen!r}; it has "
+                f"{', '.join(self.encoder_names)} ({self.config.architecture})"
+            )
+        return chosen
+
+    def encoder_tokens(
+        self, x: Tensor, layer: int = -1, encoders: str | Sequence[str] | None = None
+    ) -> dict[str, Tensor]:
+        """What each encoder sees: ``{short name: (B, D, H/p, W/p)}`` final-normed patch tokens of block
+        ``layer`` (negative counts from the last block) for a ``(B, 2, H, W)`` input, padded to whole patches.
+
+        A ``layer`` outside the encoder's blocks is a :class:`ConfigError` (never wrapped around).
+        """
+        names = self.check_layer(layer, encoders)
+        inputs = self.encoder_inputs(self.pad_to_patches(x))
+        out = {}
+        for short in names:
+            encoder = getattr(self, self.SHORT_NAMES[short])
+            depth = len(encoder.blocks)
+            (out[short],) = encoder.get_intermediate_layers(inputs[self.SHORT_NAMES[short]], n=[layer % depth])
+        return out
+
+    def check_layer(self, layer: int, encoders: str | Sequence[str] | None = None) -> tuple[str, ...]:
+        """The encoders' short names (:meth:`select_encoders`), once ``layer`` is checked to be a block of each."""
+        names = self.select_encoders(encoders)
+        for short in names:
+            depth = len(getattr(self, self.SHORT_NAMES[short]).blocks)
+            if isinstance(layer, bool) or not isinstance(layer, int) or not -depth <= layer < depth:
+                raise ConfigError(
+                    f"layer {layer!r} is outside the {short} encoder's {depth} blocks; use 0..{depth - 1} or "
+                    f"-{depth}..-1 (-1 is the last block)"
+                )
+        return names
 
 
 def _replicate(channel: Tensor, n: int) -> Tensor:
@@ -124,6 +180,8 @@ def _replicate(channel: Tensor, n: int) -> Tensor:
 
 class SingleStreamSegmenter(Segmenter):
     """One encoder on a pseudo-RGB composition of CT and PET (paper configurations 1-4)."""
+
+    SHORT_NAMES: ClassVar[dict[str, str]] = {"encoder": "encoder"}
 
     def __init__(self, config: SegmenterConfig, encoder: DINOv3ViT) -> None:
         super().__init__(config, {"encoder": encoder})
@@ -150,6 +208,8 @@ class SingleStreamSegmenter(Segmenter):
 
 class DualStreamSegmenter(Segmenter):
     """CT encoder + PET encoder fused by cross-attention at every tap (Dual-DINOv3, configuration 5)."""
+
+    SHORT_NAMES: ClassVar[dict[str, str]] = {"ct": "ct_encoder", "pet": "pet_encoder"}
 
     def __init__(self, config: SegmenterConfig, ct_encoder: DINOv3ViT, pet_encoder: DINOv3ViT) -> None:
         if ct_encoder.embed_dim != pet_encoder.embed_dim or ct_encoder.patch_size != pet_encoder.patch_size:

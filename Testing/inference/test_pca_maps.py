@@ -58,3 +58,30 @@ def test_chosen_encoder_and_layer(cases):
         pca_feature_maps(ct, pet, model, encoders="encoder")
     single = pca_feature_maps(ct, pet, _model("single_stream"))
     assert list(single) == ["encoder"]
+
+
+def test_a_layer_outside_the_encoder_is_refused_not_wrapped(cases):
+    ct, pet = cases
+    model = _model("dual_stream")  # vit_nano16: 4 blocks
+    for layer in (4, 99, -5):
+        with pytest.raises(DualDINOv3Error, match=rf"layer {layer} is outside the ct encoder's 4 blocks"):
+            pca_feature_maps(ct, pet, model, layer=layer)
+    np.testing.assert_array_equal(
+        pca_feature_maps(ct, pet, model, encoders="ct", layer=-4)["ct"].array,
+        pca_feature_maps(ct, pet, model, encoders="ct", layer=0)["ct"].array,
+    )
+
+
+def test_encoder_tokens_are_each_encoders_normed_block_output():
+    model = _model("dual_stream")
+    x = torch.randn(2, 2, 40, 36)  # not a multiple of the 16-pixel patches: padded like forward() pads
+    with torch.no_grad():
+        tokens = model.encoder_tokens(x, layer=1)
+        padded = torch.nn.functional.pad(x, (0, 12, 0, 8))
+        inputs = model.encoder_inputs(padded)
+        (ct,) = model.ct_encoder.get_intermediate_layers(inputs["ct_encoder"], n=[1], norm=True)
+    assert sorted(tokens) == ["ct", "pet"] and tokens["ct"].shape == (2, model.ct_encoder.embed_dim, 3, 3)
+    torch.testing.assert_close(tokens["ct"], ct, rtol=0, atol=0)
+    assert model.encoder_names == ("ct", "pet") and _model("single_stream").encoder_names == ("encoder",)
+    with pytest.raises(DualDINOv3Error, match="no encoder 'mri'"):
+        model.encoder_tokens(x, encoders=["ct", "mri"])
