@@ -28,6 +28,7 @@ def test_bundled_model_is_small_and_the_default(bundled):
     assert bundled.config.architecture == "dual_stream" and bundled.label_names == ("background", "GTVp", "GTVn")
 
 
+@pytest.mark.slow
 def test_trained_model_beats_its_untrained_self_on_held_out_phantoms(bundled):
     torch.manual_seed(0)
     untrained = build_segmenter(bundled.config).eval()

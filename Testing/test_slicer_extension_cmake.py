@@ -16,6 +16,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -27,9 +28,13 @@ RECORD_NAME = "SlicerStandInRecord.json"
 MODULE = "DualDINOv3Segment"
 LIB = "DualDINOv3Lib"
 RAW_URL_PREFIX = "https://raw.githubusercontent.com/dualdinov3/SlicerDualDINOv3/main/"
-CMAKE = shutil.which("cmake")
+# the test extra installs cmake into the environment (the PyPI wheel); a system cmake serves too
+CMAKE = shutil.which("cmake", path=str(Path(sys.executable).parent)) or shutil.which("cmake")
 
-pytestmark = pytest.mark.skipif(CMAKE is None, reason="cmake is not installed")
+
+@pytest.fixture(scope="module", autouse=True)
+def _cmake_is_there():
+    assert CMAKE is not None, 'cmake is missing: install the test extra (pip install -e ".[test]")'
 
 
 # --- Which files the extension must list -------------------------------------------------------------

@@ -1,8 +1,16 @@
-"""Finetuning parts: nnU-Net-style batch augmentation on tensors and the Dice + cross-entropy loss. Exports are lazy."""
+"""Finetuning: the run configuration, the training loop with exact resume (:func:`finetune`), nnU-Net-style
+batch augmentation on tensors and the Dice + cross-entropy loss. Exports are lazy."""
 
 from .._lazy import lazy_exports
 
 _EXPORTS = {
+    "FinetuneConfig": ".config",
+    "RunConfig": ".config",
+    "load_run_config": ".config",
+    "parse_finetune_config": ".config",
+    "FinetuneResult": ".trainer",
+    "finetune": ".trainer",
+    "TrainingState": ".state",
     "AugmentationConfig": ".augment",
     "AugmentationParams": ".augment",
     "DiceCELoss": ".losses",

@@ -13,32 +13,13 @@ import torch
 from ..errors import CheckpointError
 from ..files import atomic_write
 from . import backbone_formats as formats
+from .state_dicts import state_dict_mismatch
 from .tensor_files import read_tensor_file, write_safetensors
 from .vit import DINOv3ViT, ViTConfig
 
 log = logging.getLogger(__name__)
 
 _HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def _describe_mismatch(sd: Mapping[str, torch.Tensor], model: DINOv3ViT) -> str | None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    shapes = [
-        f"{k}: {tuple(sd[k].shape)} (expected {tuple(expected[k].shape)})"
-        for k in sd
-        if k in expected and sd[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing[:5]}" + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
-    if unexpected:
-        extra = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
-        problems.append(f"unexpected keys {unexpected[:5]}{extra}")
-    if shapes:
-        problems.append(f"wrong shapes {shapes[:5]}")
-    return "; ".join(problems) or None
 
 
 def _read_hf_folder(folder: Path) -> tuple[object, dict]:
@@ -99,7 +80,7 @@ def load_backbone(source: str | os.PathLike | Mapping[str, torch.Tensor], *, dev
     except CheckpointError as exc:
         raise CheckpointError(f"{where}: {exc}") from exc
     model = DINOv3ViT(cfg)
-    problem = _describe_mismatch(sd, model)
+    problem = state_dict_mismatch(sd, model.state_dict())
     if problem:
         raise CheckpointError(
             f"{where}: {layout} checkpoint does not match a DINOv3 ViT (embed {cfg.embed_dim}, depth {cfg.depth}, "

@@ -21,6 +21,7 @@ from .backbone_formats import BACKBONE_FORMAT, SEGMENTER_FORMAT
 from .config import parse_config
 from .factory import build_segmenter
 from .segmenter import Segmenter
+from .state_dicts import state_dict_mismatch
 from .tensor_files import read_safetensors_metadata, read_tensor_file, write_safetensors
 
 FORMAT_VERSION = 1
@@ -97,14 +98,10 @@ def load_segmenter(path: str | os.PathLike | None = None, *, device: str | torch
         model = build_segmenter(config, load_weights=False)
     except (KeyError, json.JSONDecodeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: the segmenter's stored config is unreadable ({exc})") from exc
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    shapes = [k for k in tensors if k in expected and tensors[k].shape != expected[k].shape]
-    if missing or unexpected or shapes:
+    mismatch = state_dict_mismatch(tensors, model.state_dict())
+    if mismatch:
         raise CheckpointError(
-            f"{path}: weights do not match the stored config: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-            f"wrong shapes {shapes[:5]}. The file is damaged or was edited by hand."
+            f"{path}: weights do not match the stored config ({mismatch}); the file is damaged or was edited by hand"
         )
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()

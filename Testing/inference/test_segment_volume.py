@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from DualDINOv3Lib import segment_volume
+from DualDINOv3Lib import DualDINOv3Error, segment_volume
 from DualDINOv3Lib.data import LABEL_MODALITY, Volume
 from DualDINOv3Lib.inference import Cancelled, remove_small_components, resolve_device
 from DualDINOv3Lib.models import build_segmenter, save_segmenter
@@ -106,9 +106,9 @@ def test_device_resolution():
         expected = "mps"
     assert resolve_device("auto").type == expected
     if not torch.cuda.is_available():
-        with pytest.raises(Exception, match="no CUDA"):
+        with pytest.raises(DualDINOv3Error, match="no CUDA"):
             resolve_device("cuda")
-    with pytest.raises(Exception, match="unknown device"):
+    with pytest.raises(DualDINOv3Error, match="unknown device"):
         resolve_device("tpu9")
 
 

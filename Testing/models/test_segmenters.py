@@ -185,7 +185,7 @@ def test_segmenter_file_errors(tmp_path):
     tensors = load_file(path)
     tensors.pop("decoder.head.weight")
     save_file(tensors, tmp_path / "damaged.safetensors", metadata=meta)
-    with pytest.raises(CheckpointError, match=r"missing \['decoder.head.weight'\]"):
+    with pytest.raises(CheckpointError, match=r"missing keys \['decoder.head.weight'\]"):
         load_segmenter(tmp_path / "damaged.safetensors")
 
 

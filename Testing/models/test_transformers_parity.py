@@ -37,7 +37,7 @@ def reference(request):
     return request.param, hf, ours
 
 
-@pytest.mark.parametrize("height,width", [(224, 224), (512, 384)])
+@pytest.mark.parametrize("height,width", [(224, 224), pytest.param(512, 384, marks=pytest.mark.slow)])
 def test_outputs_match_transformers(reference, height, width):
     _, hf, ours = reference
     x = torch.randn(2, 3, height, width)
