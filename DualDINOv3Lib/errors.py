@@ -21,3 +21,15 @@ class DataError(DualDINOv3Error, ValueError):
 
 class OutputExistsError(DualDINOv3Error, FileExistsError):
     """Writing would replace an existing file and the caller did not ask to overwrite it."""
+
+
+class WriteError(DualDINOv3Error, OSError):
+    """A file could not be written completely (full disk, permissions, the writer failed); nothing was
+    replaced: an existing file with that name is intact and no partial file is left."""
+
+    def __init__(self, message: str, path=None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -17,6 +17,14 @@ from .errors import DataError, OutputExistsError
 from .files import atomic_write
 
 
+def _check_png(path: Path) -> None:
+    """A PNG ends with its IEND chunk; a short write (full disk) does not."""
+    with open(path, "rb") as f:
+        f.seek(max(path.stat().st_size - 12, 0))
+        if f.read(12)[4:8] != b"IEND":
+            raise DataError(f"{path}: the PNG is incomplete (no IEND chunk)")
+
+
 def write_png(image: np.ndarray, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Writes ``image`` (``(H, W)`` or ``(H, W, 3)`` uint8) as a PNG, atomically."""
     path = Path(path)
@@ -26,7 +34,7 @@ def write_png(image: np.ndarray, path: str | os.PathLike, *, overwrite: bool = F
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
         raise ValueError(f"a PNG image must be (H, W) or (H, W, 3), got {image.shape}")
     sitk_image = sitk.GetImageFromArray(image, isVector=image.ndim == 3)
-    return atomic_write(path, lambda tmp: sitk.WriteImage(sitk_image, tmp))
+    return atomic_write(path, lambda tmp: sitk.WriteImage(sitk_image, tmp), verify=_check_png)
 
 
 def display_slice(volume: Volume, z: int) -> np.ndarray:

@@ -18,6 +18,7 @@ import logging
 import sys
 
 from ..errors import DualDINOv3Error
+from ..files import remove_created_folders
 from ..version import __version__
 from . import data, inference, models, training
 
@@ -38,14 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def expected_failure(exc: BaseException) -> bool:
+    """Failures a user can fix (ours, files, memory, the image library's and safetensors' errors), as opposed
+    to a bug, whose traceback is shown."""
+    if isinstance(exc, (DualDINOv3Error, OSError, MemoryError)):
+        return True
+    text = f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
+    return "OutOfMemoryError" in text or "SafetensorError" in text or ("SimpleITK" in text or "ITK ERROR" in text)
+
+
 def error_message(exc: BaseException) -> str:
     """What the user is told about an expected failure: the library's message, or the file and the cause."""
     if isinstance(exc, OSError) and not isinstance(exc, DualDINOv3Error) and exc.strerror:
         where = exc.filename if exc.filename is not None else "a file"
         return f"{where}: {exc.strerror}"
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or "OutOfMemoryError" in type(exc).__name__:
         return "not enough memory for this job; use a smaller --batch-size, fewer slices, or a machine with more memory"
-    return str(exc)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if len(lines) > 1 and not isinstance(exc, DualDINOv3Error) else str(exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,12 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
+        remove_created_folders()
         if args.debug:
             raise
         print("dualdinov3: interrupted; files written before were kept whole, none was half-written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (DualDINOv3Error, OSError, MemoryError) as exc:
-        if args.debug:
+    except Exception as exc:
+        remove_created_folders()
+        if args.debug or not expected_failure(exc):
             raise
         print(f"dualdinov3: error: {error_message(exc)}", file=sys.stderr)
         return EXIT_ERROR

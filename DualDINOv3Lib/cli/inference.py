@@ -22,6 +22,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ct", required=True, help="CT: NIfTI/NRRD/MHA file or DICOM series folder (HU)")
     p.add_argument("--pet", required=True, help="PET: file or DICOM series folder (SUV, or Bq/ml DICOM converted)")
     p.add_argument("--model", default=None, help="segmenter .safetensors file (default: the bundled demo model)")
+    p.add_argument(
+        "--no-input-checks",
+        dest="check_inputs",
+        action="store_false",
+        help="skip the plausibility checks (CT in HU, PET in SUV, not the same image, not swapped)",
+    )
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
     p.add_argument("--batch-size", type=positive_int, default=4, help="slices per forward pass (default: 4)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -47,11 +53,17 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_pca)
 
 
-def _pca_outputs(folder: Path, names, overwrite: bool) -> None:
-    """Refuses to run if PCA outputs of ours already lie in ``folder`` (unless ``overwrite``)."""
+def _inputs(args) -> tuple:
+    return (args.ct, args.pet, args.model)
+
+
+def _pca_outputs(folder: Path, names, args) -> None:
+    """Refuses to run if PCA outputs of ours already lie in ``folder`` (unless ``overwrite``) or would
+    replace an input."""
+    overwrite = args.overwrite
     check_output_folder(folder)
     for name in names:
-        check_output_path(folder / PCA_VOLUME.format(name=name), overwrite=overwrite)
+        check_output_path(folder / PCA_VOLUME.format(name=name), overwrite=overwrite, inputs=_inputs(args))
         pngs = sorted(folder.glob(PCA_PNG_PREFIX.format(name=name) + "_z*.png"))
         if pngs and not overwrite:
             check_output_path(pngs[0], overwrite=False)
@@ -82,6 +94,7 @@ def _write_pca(model, ct, pet, args, folder: Path, encoders, layer: int, slices,
         layer=layer,
         device=args.device,
         batch_size=args.batch_size,
+        check_inputs=args.check_inputs,
         progress=ProgressBar("pca"),
     )
     slices = slices if slices is not None else default_slices(focus)
@@ -101,7 +114,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from ..data.io import WRITE_SUFFIXES, write_volume
     from ..inference import segment_volume
 
-    output = check_output_path(args.output, overwrite=args.overwrite, suffixes=WRITE_SUFFIXES)
+    output = check_output_path(args.output, overwrite=args.overwrite, suffixes=WRITE_SUFFIXES, inputs=_inputs(args))
     from ..runtime import resolve_device
 
     args.device = resolve_device(args.device)
@@ -110,7 +123,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         from ..inference.segment import resolve_segmenter
 
         model = resolve_segmenter(args.model)
-        _pca_outputs(Path(args.pca_out), _pca_names(model, None), args.overwrite)
+        _pca_outputs(Path(args.pca_out), _pca_names(model, None), args)
     model, ct, pet = _load_inputs(args, model)
     label = segment_volume(
         ct,
@@ -118,6 +131,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         model,
         device=args.device,
         batch_size=args.batch_size,
+        check_inputs=args.check_inputs,
         skip_empty_slices=not args.all_slices,
         min_component_mm3=args.min_component_mm3,
         progress=ProgressBar("segment"),
@@ -141,7 +155,7 @@ def cmd_pca(args: argparse.Namespace) -> int:
 
     args.device = resolve_device(args.device)
     model = resolve_segmenter(args.model)
-    _pca_outputs(folder, _pca_names(model, args.encoders, args.layer), args.overwrite)
+    _pca_outputs(folder, _pca_names(model, args.encoders, args.layer), args)
     model, ct, pet = _load_inputs(args, model)
     if args.slices is not None:
         bad = [z for z in args.slices if not 0 <= z < ct.shape[0]]

@@ -74,10 +74,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_build_segmenter(args: argparse.Namespace) -> int:
-    from ..models import build_segmenter, save_segmenter
+    from ..models import build_segmenter, load_config, save_segmenter
 
-    out = check_output_path(args.output, overwrite=args.overwrite, suffixes=(".safetensors",))
-    model = build_segmenter(args.config)
+    config = load_config(args.config)
+    checkpoints = tuple(spec.checkpoint for spec in config.encoder_specs.values())
+    out = check_output_path(args.output, overwrite=args.overwrite, suffixes=(".safetensors",), inputs=checkpoints)
+    model = build_segmenter(config)
     save_segmenter(model, out)
     print(f"wrote {out}: {model.config.architecture} segmenter {model.config.name!r}, {_count(model)}")
     return 0

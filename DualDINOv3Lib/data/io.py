@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from ..errors import DataError, OutputExistsError
 from ..files import atomic_write
 from .dicom_header import read_pet_header
+from .integrity import check_image_file, check_written_image
 from .suv import suvbw_factors
 from .volume import Volume
 
@@ -130,6 +131,7 @@ def _pet_file_note(array: np.ndarray, path: Path) -> tuple[str, ...]:
 
 
 def _read_file(path: Path) -> sitk.Image:
+    check_image_file(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -317,12 +319,10 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = F
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: already exists; pass overwrite=True to replace it, or choose another name")
     image = _image_to_write(volume, path)
-    try:
-        atomic_write(path, lambda tmp: sitk.WriteImage(image, tmp, useCompression=suffix != ".nii"))
-    except RuntimeError as exc:
-        raise DataError(
-            f"{path}: cannot be written ({_first_line(exc)}); check the disk space and permissions"
-        ) from exc
+    # the image library only warns on a short write (full disk): the file is verified before it is renamed
+    atomic_write(
+        path, lambda tmp: sitk.WriteImage(image, tmp, useCompression=suffix != ".nii"), verify=check_written_image
+    )
     return path
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import DataError
+from .integrity import check_image_file
 from .volume import LABEL_MODALITY, Volume
 
 
@@ -22,6 +23,7 @@ def read_label(path: str | os.PathLike) -> Volume:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such label file; check the path and the case name (CASE.nii.gz)")
+    check_image_file(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:

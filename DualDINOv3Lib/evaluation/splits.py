@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..files import atomic_write
+from ..files import write_text
 
 SPLITS_FORMAT = "dualdinov3-crossval-splits"
 
@@ -46,7 +46,7 @@ def make_crossval_splits(strata: Mapping[str, str | None], n_folds: int = 5, see
 
 def save_splits(splits: dict, path: str | os.PathLike) -> Path:
     text = json.dumps(splits, indent=2)
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return write_text(path, text)
 
 
 def load_splits(path: str | os.PathLike) -> dict:

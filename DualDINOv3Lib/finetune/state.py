@@ -15,6 +15,7 @@ import torch
 
 from ..errors import DualDINOv3Error
 from ..files import atomic_write
+from ..models.tensor_files import check_torch_file
 from .dataset import SliceSampler
 
 STATE_FILE = "training_state.pt"
@@ -46,7 +47,7 @@ class TrainingState:
             "model": self.model, "optimizer": self.optimizer, "rng": self.rng,
             "history": json.dumps(self.history), "record": json.dumps(self.record),
         }  # fmt: skip
-        return atomic_write(path, lambda tmp: torch.save(snapshot, tmp))
+        return atomic_write(path, lambda tmp: torch.save(snapshot, tmp), verify=check_torch_file)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainingState:

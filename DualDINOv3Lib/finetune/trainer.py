@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.hecktor import HecktorCase
 from ..errors import DualDINOv3Error
-from ..files import atomic_write
+from ..files import write_text
 from ..models.config import SegmenterConfig, load_config
 from ..models.factory import build_segmenter
 from ..models.segmenter import Segmenter
@@ -85,12 +85,12 @@ def _optimizer(model: Segmenter, cfg: FinetuneConfig) -> torch.optim.AdamW:
 
 def _write_metrics(out_dir: Path, history: list[dict]) -> None:
     lines = "".join(json.dumps(row) + "\n" for row in history)
-    atomic_write(out_dir / "metrics.jsonl", lambda tmp: Path(tmp).write_text(lines))
+    write_text(out_dir / "metrics.jsonl", lines)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
     writer.writeheader()
     writer.writerows(history)
-    atomic_write(out_dir / "metrics.csv", lambda tmp: Path(tmp).write_text(buffer.getvalue()))
+    write_text(out_dir / "metrics.csv", buffer.getvalue())
 
 
 class FinetuneRun:
@@ -129,7 +129,7 @@ class FinetuneRun:
         spec = self.config.preprocessing
         if self.ctx.is_main:
             text = json.dumps(self.record, indent=2)
-            atomic_write(self.out_dir / "config.json", lambda tmp: Path(tmp).write_text(text))
+            write_text(self.out_dir / "config.json", text)
             train = [load_cached_case(c, spec, cache_dir) for c in train_cases]
         self.ctx.barrier()  # the main process fills the cache first
         if not self.ctx.is_main:
@@ -239,7 +239,7 @@ class FinetuneRun:
             in_sync = all(c == checksums[0] for c in checksums)
             log.info("parameters %s across %d processes", "identical" if in_sync else "DIFFER", self.ctx.world_size)
             text = json.dumps({"rank_checksums": checksums, "in_sync": in_sync})
-            atomic_write(self.out_dir / "ranks.json", lambda tmp: Path(tmp).write_text(text))
+            write_text(self.out_dir / "ranks.json", text)
         return FinetuneResult(
             self.out_dir, self.best_path, self.last_path, state.best, self.cfg.epochs, state.history, checksums
         )

@@ -48,6 +48,7 @@ def pca_feature_maps(
     device: str | torch.device = "auto",
     batch_size: int = 4,
     mixed_precision: bool | None = None,
+    check_inputs: bool = True,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag = None,
 ) -> dict[str, Volume]:
@@ -63,7 +64,7 @@ def pca_feature_maps(
     model = resolve_segmenter(segmenter)
     names = model.select_encoders(encoders)
     model.check_layer(layer, names)  # before any work
-    prep = CasePreprocessor(ct, pet, model.config.preprocessing)
+    prep = CasePreprocessor(ct, pet, model.config.preprocessing, check_inputs=check_inputs)
     indices = np.flatnonzero(prep.body_slices)
     device = resolve_device(device)
     patch = model.patch_size

@@ -51,6 +51,7 @@ def segment_volume(
     device: str | torch.device = "auto",
     batch_size: int = 4,
     mixed_precision: bool | None = None,
+    check_inputs: bool = True,
     skip_empty_slices: bool = True,
     min_component_mm3: float = 0.0,
     progress: ProgressCallback | None = None,
@@ -66,7 +67,9 @@ def segment_volume(
 
     ``device``: ``"auto"`` (cuda, then mps, then cpu) or a device name. ``mixed_precision``: autocast
     (bf16/fp16) on GPU; ``None`` = on for CUDA. ``skip_empty_slices``: slices with (almost) no body are
-    labelled background without running the model. ``min_component_mm3``: connected regions smaller than
+    labelled background without running the model. ``check_inputs``: refuse implausible inputs (CT not in HU,
+    PET not in SUV, the same image twice, CT and PET swapped; see :mod:`DualDINOv3Lib.data.plausibility`);
+    NaN/inf voxels and impossible spacings are refused always. ``min_component_mm3``: connected regions smaller than
     this are removed from the result. ``progress(fraction, message)`` is called after each batch;
     ``cancel`` (a ``threading.Event`` or a function) stops the job between batches by raising
     :class:`~DualDINOv3Lib.inference.Cancelled`.
@@ -80,7 +83,7 @@ def segment_volume(
     start = time.perf_counter()
     model = resolve_segmenter(segmenter)
     report(progress, 0.0, "preprocessing")
-    prep = CasePreprocessor(ct, pet, model.config.preprocessing)
+    prep = CasePreprocessor(ct, pet, model.config.preprocessing, check_inputs=check_inputs)
     indices = np.flatnonzero(prep.body_slices) if skip_empty_slices else np.arange(prep.num_slices)
     output = np.zeros(ct.shape, dtype=np.uint8)
     device = resolve_device(device)

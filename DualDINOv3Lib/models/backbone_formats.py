@@ -166,6 +166,23 @@ def _strip_hf_prefix(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _check_hf_config(c: Mapping, *, embed_dim: int, depth: int, ffn_hidden: int, heads) -> None:
+    """A ``config.json`` that contradicts the weights' shapes is an error, not a silently wrong model."""
+    stated = {"hidden_size": embed_dim, "num_hidden_layers": depth, "intermediate_size": ffn_hidden}
+    wrong = [
+        f"{key} {c[key]} (the weights have {value})" for key, value in stated.items() if key in c and c[key] != value
+    ]
+    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or embed_dim % heads:
+        wrong.append(f"num_attention_heads {heads!r} (must be a whole number >= 1 dividing the width {embed_dim})")
+    elif (embed_dim // heads) % 4:
+        wrong.append(f"num_attention_heads {heads} (head size {embed_dim // heads} must be a multiple of 4 for RoPE)")
+    if wrong:
+        raise CheckpointError(
+            f"config.json contradicts the weights: {'; '.join(wrong)}. Use the config.json that came with these "
+            "weights, or remove it to infer the architecture from the weights"
+        )
+
+
 def infer_hf_config(sd: Mapping[str, torch.Tensor], hf_config: Mapping | None) -> ViTConfig:
     """Architecture from a Hugging Face ``config.json`` (preferred) or from tensor shapes."""
     sd = _strip_hf_prefix(sd)
@@ -177,10 +194,11 @@ def infer_hf_config(sd: Mapping[str, torch.Tensor], hf_config: Mapping | None) -
     embed_dim = sd["embeddings.cls_token"].shape[-1]
     patch_w = sd["embeddings.patch_embeddings.weight"]
     depth = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"layer\.(\d+)\.", k)))
-    heads = c.get("num_attention_heads") or embed_dim // _DEFAULT_HEAD_DIM
+    heads = c.get("num_attention_heads", embed_dim // _DEFAULT_HEAD_DIM)
     if not c:
         log.warning("no config.json: assuming %d-dim attention heads", _DEFAULT_HEAD_DIM)
     ffn_hidden = sd["layer.0.mlp.up_proj.weight"].shape[0]
+    _check_hf_config(c, embed_dim=embed_dim, depth=depth, ffn_hidden=ffn_hidden, heads=heads)
 
     def has(suffix: str) -> bool:
         return any(k.startswith("layer.") and k.endswith(suffix) for k in sd)
@@ -214,7 +232,7 @@ def from_huggingface(sd: Mapping[str, torch.Tensor], cfg: ViTConfig) -> dict[str
     sd = _float32(_strip_hf_prefix(sd))
     out: dict[str, torch.Tensor] = {}
     for src, dst in _HF_EMBED_RENAMES.items():
-        if src in sd:
+        if src in sd and sd[src].numel() > 0:  # a model without register tokens stores an empty (1, 0, D) tensor
             out[dst] = sd[src]
     if "embeddings.mask_token" in sd:
         out["mask_token"] = sd["embeddings.mask_token"].reshape(1, -1)

@@ -14,7 +14,7 @@ from ..errors import CheckpointError
 from ..files import atomic_write
 from . import backbone_formats as formats
 from .state_dicts import state_dict_mismatch
-from .tensor_files import read_tensor_file, write_safetensors
+from .tensor_files import check_torch_file, read_tensor_file, write_safetensors
 from .vit import DINOv3ViT, ViTConfig
 
 log = logging.getLogger(__name__)
@@ -110,4 +110,4 @@ def export_official(model: DINOv3ViT, path: str | os.PathLike) -> Path:
     into float32 unchanged), so a save/load round trip reproduces the outputs bit for bit.
     """
     sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return atomic_write(path, lambda tmp: torch.save(sd, tmp))
+    return atomic_write(path, lambda tmp: torch.save(sd, tmp), verify=check_torch_file)

@@ -7,8 +7,10 @@ containers and refuses any other Python object. Checkpoints from elsewhere are u
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +53,30 @@ def read_torch(path: Path) -> Any:
                 raise
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "global" not in str(exc):  # not a code reference: not a pickle at all (text, truncated download...)
+        if not _refused_code(exc):  # not a code reference: not a pickle at all (text, truncated download...)
             raise CheckpointError(f"{path}: not a readable PyTorch file (unpickling failed)") from exc
         raise CheckpointError(
             f"{path}: refused to load: the file holds Python objects other than tensors and plain containers, "
             "and loading them could run arbitrary code. Re-save only the state dict "
             "(torch.save(model.state_dict(), path)) or convert it to .safetensors."
         ) from exc
-    except (RuntimeError, OSError, EOFError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch file ({exc}). Is the download complete?") from exc
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        # garbage bytes make the legacy unpickler fail in many ways (e.g. KeyError on an unknown opcode)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch file ({first}). Is the download complete?") from exc
+
+
+_REFUSAL_WORDS = ("global", "unsupported class", "reduce")
+"""How torch's ``weights_only`` unpickler has worded a refused code reference across versions ("Unsupported
+global", "Trying to load unsupported GLOBAL posix.system", "Unsupported class"); bytes that are no pickle at
+all read "Unsupported operand" or "invalid load key" instead."""
+
+
+def _refused_code(exc: pickle.UnpicklingError) -> bool:
+    """Whether torch's ``weights_only`` unpickler refused a code reference (its wording varies by version)
+    rather than failing on bytes that are not a pickle at all."""
+    text = str(exc).lower()
+    return any(word in text for word in _REFUSAL_WORDS)
 
 
 def read_tensor_file(path: str | os.PathLike) -> tuple[Any, dict[str, str]]:
@@ -77,4 +94,32 @@ def read_tensor_file(path: str | os.PathLike) -> tuple[Any, dict[str, str]]:
 def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
     """Writes contiguous CPU copies of ``tensors`` with string ``metadata``, atomically."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), verify=check_safetensors_size)
+
+
+def check_torch_file(path: Path) -> None:
+    """``torch.save`` writes a zip archive; a short write (full disk) leaves it without its central directory."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"{path}: the written PyTorch file is incomplete ({exc})") from exc
+    if bad is not None:
+        raise CheckpointError(f"{path}: the written PyTorch file is damaged ({bad})")
+
+
+def check_safetensors_size(path: Path) -> None:
+    """Raises :class:`CheckpointError` when the file is shorter than its header says (a short write)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        try:
+            header = json.loads(f.read(n)) if 0 < n <= size - 8 else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the .safetensors header is incomplete ({size} bytes)")
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if size < 8 + n + end:
+        raise CheckpointError(f"{path}: holds {size} of the {8 + n + end} bytes its header describes")

@@ -17,7 +17,7 @@ import numpy as np
 from ..data.hecktor import HecktorCase, check_case_outputs, write_hecktor_case
 from ..domain import STRATA
 from ..errors import ConfigError, DataError
-from ..files import atomic_write
+from ..files import write_text
 from .phantom import Phantom, make_phantom
 
 log = logging.getLogger(__name__)
@@ -73,13 +73,13 @@ def _read_cases_table(folder: Path) -> list[dict]:
 
 def _write_cases_table(folder: Path, records: list[dict]) -> None:
     text = json.dumps({"format": CASES_FORMAT, "version": 1, "cases": records}, indent=2) + "\n"
-    atomic_write(folder / CASES_JSON, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_text(folder / CASES_JSON, text)
     columns = list(dict.fromkeys(key for record in records for key in record))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
-    atomic_write(folder / CASES_CSV, lambda tmp: Path(tmp).write_text(buffer.getvalue(), encoding="utf-8"))
+    write_text(folder / CASES_CSV, buffer.getvalue())
 
 
 def read_cases_table(folder: str | os.PathLike) -> list[dict]:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.plausibility import check_pet_ct
 from ..data.resample import resample_pet_to_ct, resample_to_grid
 from ..data.volume import Volume
 from ..errors import DataError
@@ -80,6 +81,21 @@ class SliceGeometry:
         return maps
 
 
+MAX_RESAMPLED_BYTES = 2 << 30
+"""The most one batch of resampled slices may take (4 slices, 2 channels, float32, with copies): 2 GiB."""
+
+
+def _check_slice_memory(resampled: tuple[int, int], spacing, target) -> None:
+    """A memory estimate before the in-plane resampling allocates: a clear error instead of a failed allocation."""
+    needed = 4 * 2 * 4 * 3 * resampled[0] * resampled[1]
+    if needed > MAX_RESAMPLED_BYTES:
+        raise DataError(
+            f"resampling the CT slices from {tuple(round(s, 4) for s in spacing[:2])} mm to the model's "
+            f"{tuple(target)} mm pixels gives {resampled[1]} x {resampled[0]} pixels per slice, about "
+            f"{needed / 2**30:.0f} GiB per batch; the CT's spacing is probably wrong (in µm?)"
+        )
+
+
 def _window(x: Tensor, start: tuple[int, int], size: tuple[int, int], fill: float | Tensor) -> Tensor:
     """``x[..., y0:y0+h, x0:x0+w]`` where indices outside ``x`` read ``fill`` (scalar or per channel)."""
     n, c, height, width = x.shape
@@ -113,14 +129,26 @@ class CasePreprocessor:
     ``spec``: the segmenter's :class:`~DualDINOv3Lib.models.PreprocessingSpec`.
     ``min_body_fraction``: a slice "has body" when at least this fraction of it is body (see
     :attr:`body_slices`); slices without body can be skipped at inference.
+    ``check_inputs``: refuse implausible inputs (:mod:`DualDINOv3Lib.data.plausibility`: CT not in HU, PET
+    not in SUV, the same image twice, CT and PET swapped); NaN/inf voxels and impossible spacings are
+    refused always.
     """
 
-    def __init__(self, ct: Volume, pet: Volume, spec: PreprocessingSpec, *, min_body_fraction: float = 0.01) -> None:
+    def __init__(
+        self,
+        ct: Volume,
+        pet: Volume,
+        spec: PreprocessingSpec,
+        *,
+        min_body_fraction: float = 0.01,
+        check_inputs: bool = True,
+    ) -> None:
         if spec.ct_normalization != "zscore" or spec.pet_normalization != "minmax":
             raise DataError(
                 f"unsupported normalisation CT={spec.ct_normalization!r}, PET={spec.pet_normalization!r}; "
                 "this version implements the paper's CT 'zscore' and PET 'minmax'"
             )
+        ct, pet = check_pet_ct(ct, pet, check_inputs=check_inputs)
         if ct.is_vector or pet.is_vector:
             raise DataError("CT and PET must be scalar volumes, not multi-component (RGB) images")
         self.ct = ct
@@ -152,6 +180,7 @@ class CasePreprocessor:
                 max(1, round(y * self.ct.spacing[1] / target_y)),
                 max(1, round(x * self.ct.spacing[0] / target_x)),
             )
+            _check_slice_memory(resampled, self.ct.spacing, self.spec.spacing_mm)
         rows = np.flatnonzero(body.any(axis=(0, 2)))
         cols = np.flatnonzero(body.any(axis=(0, 1)))
         # body centre in source pixels, then in resampled pixels (same extent, different pixel size)

@@ -20,6 +20,7 @@ from ..data.labels import read_label
 from ..domain import GTVP, class_volume_cm3, stratum_of
 from ..errors import DualDINOv3Error
 from ..evaluation.splits import load_splits, make_crossval_splits, save_splits
+from ..files import write_text
 from ..finetune.config import RunConfig, load_run_config
 from ..finetune.trainer import STATE_FILE, finetune
 from ..inference.segment import segment_volume
@@ -82,7 +83,7 @@ def run_fold(run: RunConfig, fold: dict, by_id: dict[str, HecktorCase], out: Pat
             ct, pet, _ = read_hecktor_case(by_id[case_id])
             label = segment_volume(ct, pet, model, device=device)
             write_volume(label, predictions / f"{case_id}.nii.gz", overwrite=True)
-        (run_dir / DONE_MARKER).write_text("trained and predicted\n")
+        write_text(run_dir / DONE_MARKER, "trained and predicted\n")
     print(f"{name} fold {k}: test predictions in {predictions}")
     return predictions
 

@@ -33,7 +33,7 @@ from ..evaluation import (
     summarize_configuration,
     table1_csv,
 )
-from ..files import atomic_write
+from ..files import write_text
 from .figures import dice_boxplot
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def evaluate_to_folder(
     }
     written = []
     for name, text in texts.items():
-        written.append(atomic_write(out / name, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8")))
+        written.append(write_text(out / name, text))
     if plot:
         written.append(dice_boxplot(results, out / "dice_boxplot.png", overwrite=True))
     return EvaluationReport(summaries, written)

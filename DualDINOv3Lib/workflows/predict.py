@@ -32,7 +32,7 @@ def predict_folder(
     cases = list_hecktor_cases(data)
     out = check_output_folder(out)
     for case in cases:
-        check_output_path(out / f"{case.case_id}.nii.gz", overwrite=overwrite)
+        check_output_path(out / f"{case.case_id}.nii.gz", overwrite=overwrite, inputs=(case.ct, case.pet, case.label))
     model = resolve_segmenter(model)
     written = []
     for i, case in enumerate(cases, start=1):
