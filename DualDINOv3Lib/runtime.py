@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -48,18 +51,42 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise DualDINOv3Error(f"unknown device {device!r}; use one of {', '.join(DEVICE_CHOICES)}") from exc
 
 
-def autocast(device: torch.device, enabled: bool | None = None) -> contextlib.AbstractContextManager:
-    """Mixed precision for inference: bf16 on CUDA GPUs that support it, else fp16; off on CPU.
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512-BF16 or AMX-BF16; read from /proc/cpuinfo).
 
-    ``enabled=None`` means on for CUDA only.
+    Other CPUs can run bf16 autocast too, but emulated and slower than float32.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def mixed_precision_dtype(device: torch.device, enabled: bool | None = None) -> torch.dtype | None:
+    """The reduced precision autocast uses on ``device``, or None for float32.
+
+    ``enabled=None`` (automatic): on for CUDA (bf16 where supported, else fp16), off on CPU and MPS.
+    ``enabled=True``: CUDA as above, bf16 on CPU (natively fast where :func:`cpu_has_native_bf16`), fp16
+    on MPS. ``enabled=False``: float32 everywhere.
     """
     if enabled is None:
         enabled = device.type == "cuda"
-    if not enabled or device.type == "cpu":
+    if not enabled:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        return torch.bfloat16
+    return torch.float16
+
+
+def autocast(device: torch.device, enabled: bool | None = None) -> contextlib.AbstractContextManager:
+    """Mixed precision for inference and training (:func:`mixed_precision_dtype`); a no-op for float32."""
+    dtype = mixed_precision_dtype(device, enabled)
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.float16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 

@@ -23,6 +23,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pet", required=True, help="PET: file or DICOM series folder (SUV, or Bq/ml DICOM converted)")
     p.add_argument("--model", default=None, help="segmenter .safetensors file (default: the bundled demo model)")
     p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "mixed"),
+        default="auto",
+        help="auto: bf16/fp16 on CUDA, float32 elsewhere; mixed: bf16 also on CPU (fast on CPUs with AVX-512-BF16 "
+        "or AMX); fp32: float32 everywhere",
+    )
+    p.add_argument(
         "--no-input-checks",
         dest="check_inputs",
         action="store_false",
@@ -95,6 +102,7 @@ def _write_pca(model, ct, pet, args, folder: Path, encoders, layer: int, slices,
         device=args.device,
         batch_size=args.batch_size,
         check_inputs=args.check_inputs,
+        mixed_precision={"auto": None, "fp32": False, "mixed": True}[args.precision],
         progress=ProgressBar("pca"),
     )
     slices = slices if slices is not None else default_slices(focus)
@@ -132,6 +140,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         check_inputs=args.check_inputs,
+        mixed_precision={"auto": None, "fp32": False, "mixed": True}[args.precision],
         skip_empty_slices=not args.all_slices,
         min_component_mm3=args.min_component_mm3,
         progress=ProgressBar("segment"),

@@ -46,5 +46,30 @@ class PrimusMultiscaleDecoder(nn.Module):
         self.head = nn.Conv2d(channels, num_classes, kernel_size=1)
 
     def forward(self, maps: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+        """Logits ``(B, num_classes, p h, p w)`` from the tapped maps ``(B, C_i, h, w)`` (or their concatenation).
+
+        Runs channels-last at matrix-product speed: a stride-2, kernel-2 transposed convolution is one GEMM
+        ``(B h w, C) @ (C, 4 C/2)`` followed by a pixel rearrangement, and the channel LayerNorm and GELU then
+        work on the contiguous last dimension without transposing copies. The parameters are those of the
+        ``stages`` modules (same state-dict names), and the result equals ``head(stages(x))`` to float
+        rounding (:meth:`reference_forward`).
+        """
+        if isinstance(maps, Tensor):
+            x = maps.permute(0, 2, 3, 1)
+        else:
+            x = torch.cat([m.permute(0, 2, 3, 1) for m in maps], dim=-1)
+        for up, norm in zip(self.stages[0::3], self.stages[1::3], strict=True):
+            b, h, w, c = x.shape
+            out = up.out_channels
+            weight = up.weight.permute(0, 2, 3, 1).reshape(c, 4 * out)  # (C_in, [di, dj, C_out])
+            y = torch.addmm(up.bias.repeat(4), x.reshape(-1, c), weight) if up.bias is not None else x.reshape(
+                -1, c) @ weight  # fmt: skip
+            x = y.view(b, h, w, 2, 2, out).permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, out)
+            x = F.gelu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+        logits = F.linear(x, self.head.weight.flatten(1), self.head.bias)
+        return logits.permute(0, 3, 1, 2)
+
+    def reference_forward(self, maps: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+        """The same computation with PyTorch's convolution modules, channels-first (for checks)."""
         x = maps if isinstance(maps, Tensor) else torch.cat(list(maps), dim=1)
         return self.head(self.stages(x))

@@ -273,3 +273,19 @@ def test_fusion_is_bidirectional_and_global():
     assert (ct_only - ct_only2)[0, -1].abs().max() > 0
     with pytest.raises(ValueError, match="differ in shape"):
         fusion(ct, torch.randn(1, 64, 4, 5))
+
+
+def test_the_decoder_runs_as_matrix_products_with_the_convolutions_results():
+    from DualDINOv3Lib.models.decoder import PrimusMultiscaleDecoder
+
+    torch.manual_seed(0)
+    for patch, taps in ((16, 4), (8, 2)):
+        decoder = PrimusMultiscaleDecoder(taps * 64, 3, patch).eval()
+        for p in decoder.parameters():  # not the initial values (LayerNorm weight 1, bias 0)
+            torch.nn.init.normal_(p, std=0.1)
+        maps = [torch.randn(2, 64, 5, 7) for _ in range(taps)]
+        with torch.no_grad():
+            fast, reference = decoder(maps), decoder.reference_forward(maps)
+        assert fast.shape == reference.shape == (2, 3, 5 * patch, 7 * patch)
+        torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
+        assert set(decoder.state_dict()) == {k for k in decoder.state_dict() if k.startswith(("stages.", "head."))}
