@@ -88,23 +88,29 @@ def _load_inputs(args, model=None):
     return model, ct, pet
 
 
+def _run_options(args) -> dict:
+    """The options every inference job takes, from the command line."""
+    return {
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "check_inputs": args.check_inputs,
+        "mixed_precision": {"auto": None, "fp32": False, "mixed": True}[args.precision],
+    }
+
+
 def _write_pca(model, ct, pet, args, folder: Path, encoders, layer: int, slices, focus) -> None:
-    from ..data.io import write_volume
     from ..inference import pca_feature_maps
-    from ..rendering import default_slices, save_slice_pngs
 
     maps = pca_feature_maps(
-        ct,
-        pet,
-        model,
-        encoders=encoders,
-        layer=layer,
-        device=args.device,
-        batch_size=args.batch_size,
-        check_inputs=args.check_inputs,
-        mixed_precision={"auto": None, "fp32": False, "mixed": True}[args.precision],
-        progress=ProgressBar("pca"),
+        ct, pet, model, encoders=encoders, layer=layer, progress=ProgressBar("pca"), **_run_options(args)
     )
+    _save_maps(maps, args, folder, slices, focus)
+
+
+def _save_maps(maps: dict, args, folder: Path, slices, focus) -> None:
+    from ..data.io import write_volume
+    from ..rendering import default_slices, save_slice_pngs
+
     slices = slices if slices is not None else default_slices(focus)
     for name, volume in maps.items():
         path = write_volume(volume, folder / PCA_VOLUME.format(name=name), overwrite=args.overwrite)
@@ -120,7 +126,7 @@ def _pca_names(model, encoders, layer: int = -1) -> list[str]:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from ..data.io import WRITE_SUFFIXES, write_volume
-    from ..inference import segment_volume
+    from ..inference import segment_volume, segment_with_feature_maps
 
     output = check_output_path(args.output, overwrite=args.overwrite, suffixes=WRITE_SUFFIXES, inputs=_inputs(args))
     from ..runtime import resolve_device
@@ -133,25 +139,23 @@ def cmd_segment(args: argparse.Namespace) -> int:
         model = resolve_segmenter(args.model)
         _pca_outputs(Path(args.pca_out), _pca_names(model, None), args)
     model, ct, pet = _load_inputs(args, model)
-    label = segment_volume(
-        ct,
-        pet,
-        model,
-        device=args.device,
-        batch_size=args.batch_size,
-        check_inputs=args.check_inputs,
-        mixed_precision={"auto": None, "fp32": False, "mixed": True}[args.precision],
-        skip_empty_slices=not args.all_slices,
-        min_component_mm3=args.min_component_mm3,
-        progress=ProgressBar("segment"),
-    )
+    options = {"skip_empty_slices": not args.all_slices, "min_component_mm3": args.min_component_mm3}
+    if args.pca_out is None:
+        label, maps = (
+            segment_volume(ct, pet, model, progress=ProgressBar("segment"), **options, **_run_options(args)),
+            {},
+        )
+    else:  # one encoder pass for the labels and the feature maps
+        label, maps = segment_with_feature_maps(
+            ct, pet, model, progress=ProgressBar("segment"), **options, **_run_options(args)
+        )
     write_volume(label, output, overwrite=args.overwrite)
     voxel_cm3 = float(np.prod(label.spacing)) / 1000.0
     counts = np.bincount(np.asarray(label.array).ravel(), minlength=len(model.label_names))
     found = ", ".join(f"{name} {counts[i] * voxel_cm3:.2f} cm3" for i, name in enumerate(model.label_names) if i > 0)
     print(f"wrote {output}: {found}")
-    if args.pca_out is not None:
-        _write_pca(model, ct, pet, args, Path(args.pca_out), None, -1, None, np.asarray(label.array) > 0)
+    if maps:
+        _save_maps(maps, args, Path(args.pca_out), None, np.asarray(label.array) > 0)
     return 0
 
 

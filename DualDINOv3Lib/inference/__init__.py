@@ -10,6 +10,7 @@ _EXPORTS = {
     "remove_small_components": ".postprocess",
     "resolve_device": "..runtime",
     "segment_volume": ".segment",
+    "segment_with_feature_maps": ".joint",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -30,14 +30,6 @@ RGB_MODALITY = "RGB"
 SD_RANGE = 2.5
 
 
-def _body_patches(x: Tensor, prep: CasePreprocessor, patch: int) -> Tensor:
-    """``(N, h, w)`` bool: patches whose pixels are mostly body (CT above the body threshold)."""
-    norm = prep.normalization
-    body = (x[:, 0:1] > (BODY_THRESHOLD_HU - norm.ct_mean) / norm.ct_std).float()
-    body = F.pad(body, (0, (-body.shape[-1]) % patch, 0, (-body.shape[-2]) % patch))  # as the segmenter pads
-    return F.avg_pool2d(body, patch)[:, 0] > 0.5
-
-
 def pca_feature_maps(
     ct: Volume,
     pet: Volume,
@@ -69,8 +61,6 @@ def pca_feature_maps(
     device = resolve_device(device)
     patch = model.patch_size
     total = 2 * max(len(indices), 1)
-    sums = {n: None for n in names}
-    counts = dict.fromkeys(names, 0)
 
     def token_batches(stage: str):
         """Per batch of body slices: slice indices, model inputs, tokens per encoder, body-patch mask."""
@@ -80,39 +70,64 @@ def pca_feature_maps(
             x = prep.images(chunk).to(device)
             with autocast(device, mixed_precision):
                 tokens = {n: t.float() for n, t in model.encoder_tokens(x, layer, names).items()}
-            yield chunk, x, tokens, _body_patches(x, prep, patch)
+            yield chunk, x, tokens, body_patches(x, prep, patch)
             done += len(chunk)
             offset = 0 if stage == "fit" else len(indices)
             report(progress, (offset + done) / total, f"PCA {stage} {done}/{len(indices)} slices")
 
+    pca = {name: TokenPCA(name) for name in names}
     with evaluating(model, device), torch.inference_mode():
         for _, _, tokens, body in token_batches("fit"):  # pass 1: mean and covariance of body tokens
             for name, maps in tokens.items():
-                t = maps.permute(0, 2, 3, 1)[body].double()
-                first, second = t.sum(0), t.T @ t
-                if sums[name] is None:
-                    sums[name] = [first, second]
-                else:
-                    sums[name][0] += first
-                    sums[name][1] += second
-                counts[name] += t.shape[0]
-        bases = {name: _principal_axes(sums[name], counts[name], name) for name in names}
+                pca[name].add(maps, body)
         outputs = {name: np.zeros((*ct.shape, 3), dtype=np.uint8) for name in names}
         for chunk, x, tokens, body in token_batches("maps"):  # pass 2: project and map back to the CT grid
             for name, maps in tokens.items():
-                mean, axes, scale = bases[name]
-                proj = (maps.permute(0, 2, 3, 1).double() - mean) @ axes / scale  # (N, h, w, 3) in SD units
-                rgb = ((proj / SD_RANGE).clamp(-1, 1) + 1) / 2 * body[..., None]
-                rgb = rgb.permute(0, 3, 1, 2).float()
-                rgb = F.interpolate(rgb, scale_factor=patch, mode="bilinear", align_corners=False)
-                rgb = rgb[..., : x.shape[-2], : x.shape[-1]]
-                back = prep.geometry.inverse(rgb, mode="bilinear", fill=0.0)
-                outputs[name][chunk] = (
-                    (back.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-                )
+                outputs[name][chunk] = pca[name].rgb_on_ct_grid(maps, body, x.shape[-2:], prep, patch)
     check_cancel(cancel, "PCA")
     report(progress, 1.0, "done")
     return {name: ct.with_array(arr, modality=RGB_MODALITY, units=None) for name, arr in outputs.items()}
+
+
+class TokenPCA:
+    """One encoder's PCA, fitted streaming (sum and sum of outer products of body tokens) and applied per batch."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+        self.sums: list[Tensor] | None = None
+        self._basis: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def add(self, maps: Tensor, body: Tensor) -> None:
+        """Adds the body tokens of ``maps`` ``(N, D, h, w)`` (``body``: ``(N, h, w)`` bool) to the fit."""
+        t = maps.permute(0, 2, 3, 1)[body].double()
+        first, second = t.sum(0), t.T @ t
+        if self.sums is None:
+            self.sums = [first, second]
+        else:
+            self.sums[0] += first
+            self.sums[1] += second
+        self.count += t.shape[0]
+
+    def rgb_on_ct_grid(self, maps: Tensor, body: Tensor, size, prep: CasePreprocessor, patch: int) -> np.ndarray:
+        """``(N, Y, X, 3)`` uint8 colours on the CT slice grid of the tokens ``maps`` (black outside the body)."""
+        if self._basis is None:
+            self._basis = _principal_axes(self.sums, self.count, self.name)
+        mean, axes, scale = self._basis
+        proj = (maps.permute(0, 2, 3, 1).double() - mean) @ axes / scale  # (N, h, w, 3) in SD units
+        rgb = ((proj / SD_RANGE).clamp(-1, 1) + 1) / 2 * body[..., None]
+        rgb = rgb.permute(0, 3, 1, 2).float()
+        rgb = F.interpolate(rgb, scale_factor=patch, mode="bilinear", align_corners=False)[..., : size[0], : size[1]]
+        back = prep.geometry.inverse(rgb, mode="bilinear", fill=0.0)
+        return (back.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def body_patches(x: Tensor, prep: CasePreprocessor, patch: int) -> Tensor:
+    """``(N, h, w)`` bool: patches whose pixels are mostly body (CT above the body threshold)."""
+    norm = prep.normalization
+    body = (x[:, 0:1] > (BODY_THRESHOLD_HU - norm.ct_mean) / norm.ct_std).float()
+    body = F.pad(body, (0, (-body.shape[-1]) % patch, 0, (-body.shape[-2]) % patch))  # as the segmenter pads
+    return F.avg_pool2d(body, patch)[:, 0] > 0.5
 
 
 def _principal_axes(sums, count: int, name: str) -> tuple[Tensor, Tensor, Tensor]:

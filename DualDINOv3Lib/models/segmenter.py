@@ -18,6 +18,7 @@ segmenter trains, and run under ``torch.no_grad()``, so they cost no activation 
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
@@ -160,6 +161,24 @@ class Segmenter(nn.Module, ABC):
             depth = len(encoder.blocks)
             (out[short],) = encoder.get_intermediate_layers(inputs[self.SHORT_NAMES[short]], n=[layer % depth])
         return out
+
+    def features_and_tokens(
+        self, x: Tensor, layer: int = -1, encoders: str | Sequence[str] | None = None
+    ) -> tuple[dict[str, tuple[Tensor, ...]], dict[str, Tensor]]:
+        """One encoder pass for two jobs: the tapped maps :meth:`decode_features` takes, and the
+        :meth:`encoder_tokens` of block ``layer``, for a ``(B, 2, H, W)`` input padded to whole patches."""
+        names = self.check_layer(layer, encoders)
+        feats, tokens = {}, {}
+        wanted = {self.SHORT_NAMES[s]: s for s in names}
+        for attr, inp in self.encoder_inputs(self.pad_to_patches(x)).items():
+            encoder = getattr(self, attr)
+            blocks = sorted({*self.taps, layer % len(encoder.blocks)} if attr in wanted else set(self.taps))
+            with torch.no_grad() if self.frozen else contextlib.nullcontext():
+                maps = dict(zip(blocks, encoder.get_intermediate_layers(inp, n=blocks), strict=True))
+            feats[attr] = tuple(maps[i] for i in sorted(self.taps))  # the order encode() returns
+            if attr in wanted:
+                tokens[wanted[attr]] = maps[layer % len(encoder.blocks)]
+        return feats, tokens
 
     def check_layer(self, layer: int, encoders: str | Sequence[str] | None = None) -> tuple[str, ...]:
         """The encoders' short names (:meth:`select_encoders`), once ``layer`` is checked to be a block of each."""

@@ -85,3 +85,29 @@ def test_encoder_tokens_are_each_encoders_normed_block_output():
     assert model.encoder_names == ("ct", "pet") and _model("single_stream").encoder_names == ("encoder",)
     with pytest.raises(DualDINOv3Error, match="no encoder 'mri'"):
         model.encoder_tokens(x, encoders=["ct", "mri"])
+
+
+@pytest.mark.parametrize("budget", [0.0, 1024.0])
+def test_one_encoder_pass_gives_the_labels_and_maps_of_two_separate_jobs(cases, budget):
+    from DualDINOv3Lib import segment_volume
+    from DualDINOv3Lib.inference import segment_with_feature_maps
+
+    ct, pet = cases
+    model = _model("dual_stream")
+    calls = []
+    for encoder in model.encoders.values():  # count the encoder passes
+        encoder.patch_embed.register_forward_pre_hook(lambda *args: calls.append(1))
+    label, maps = segment_with_feature_maps(ct, pet, model, layer=-2, token_budget_mb=budget, batch_size=2)
+    joint_calls = len(calls)
+    calls.clear()
+    expected_label = segment_volume(ct, pet, model, batch_size=2)
+    expected_maps = pca_feature_maps(ct, pet, model, layer=-2, batch_size=2)
+    separate_calls = len(calls)
+    np.testing.assert_array_equal(label.array, expected_label.array)
+    assert label.same_grid(ct) and sorted(maps) == ["ct", "pet"]
+    for name, volume in maps.items():
+        difference = np.abs(volume.array.astype(int) - expected_maps[name].array.astype(int))
+        assert difference.max() <= (0 if budget == 0 else 2), name  # kept tokens are float16
+        assert volume.same_grid(ct)
+    # kept tokens: the encoders run once per batch instead of three times (segment, PCA fit, PCA maps)
+    assert separate_calls == 3 * joint_calls if budget else joint_calls > separate_calls / 3
