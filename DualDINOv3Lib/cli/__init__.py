@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import DualDINOv3Error
 from ..version import __version__
 from .inference import add_inference_parsers
+from .pretrain import add_parser as add_pretrain_parser
 
 log = logging.getLogger("dualdinov3")
 
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     add_inference_parsers(sub)
+    add_pretrain_parser(sub)
 
     p = sub.add_parser("demo", help="segment a synthetic PET/CT with the bundled model; write pictures, print Dice")
     p.add_argument("--out", default="dualdinov3-demo", help="output folder (default: ./dualdinov3-demo)")
