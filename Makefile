@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python Testing/benchmarks/bench_backbone.py
 	$(BIN)/python Testing/benchmarks/bench_inference.py
 	$(BIN)/python Testing/benchmarks/bench_augment.py
+	$(BIN)/python Testing/benchmarks/bench_pretrain.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

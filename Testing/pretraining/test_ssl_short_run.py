@@ -1,4 +1,4 @@
-"""Pretraining does something real: ``tiny_cpu.yaml`` (a 4-block ViT from scratch, 100 steps on the phantom PET
+"""Pretraining does something real: ``tiny_cpu.yaml`` (a 4-block ViT from scratch, 150 steps on the phantom PET
 slices of three cases) lowers the total loss, keeps the teacher's entropy strictly between 0 and ln K, and its
 teacher's frozen patch features separate lesion from non-lesion body patches of six other phantom cases better
 than the same network at initialisation (k-NN, leave one case out, ROC AUC)."""
@@ -22,9 +22,8 @@ from DualDINOv3Lib.pretraining.trainer import build_backbone, pretrain
 
 TINY = Path(__file__).resolve().parents[2] / "Training" / "configs" / "pretrain" / "tiny_cpu.yaml"
 
-PROBE_MARGIN = 0.01
-"""The AUC margin the teacher after 100 steps should have over initialisation. NOT reached yet (measured 0.9607
-at initialisation, 0.9608 after): the probe part of the test reports an expected failure until it is."""
+PROBE_MARGIN = 0.02
+"""The AUC margin the teacher after 150 steps must have over initialisation (measured: 0.961 -> 1.000)."""
 
 
 def probe_slices(seeds, size: int = 64, pool: int = 3):
@@ -92,11 +91,12 @@ def test_a_short_cpu_run_learns(tmp_path, make_pet_store):
     entropies = [row["teacher_entropy"] for row in history]
     assert all(0 < e < ln_k for e in entropies), (min(entropies), max(entropies), ln_k)
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in metrics] == list(range(1, 101))
+    assert [row["step"] for row in metrics] == list(range(1, config.optim.steps + 1))
+    # DINO learns something: below ln K at the end (it starts at ln K)
+    assert np.mean([row["dino"] for row in history[-10:]]) < ln_k - 0.02
 
     images, labels, cases = probe_slices(range(10, 16))
     torch.manual_seed(config.run.seed)  # the trainer's initialisation
     before = probe(build_backbone(config).eval(), images, labels, cases)
     after = probe(load_backbone(result.exports[0]), images, labels, cases)
-    if not after > before + PROBE_MARGIN:
-        pytest.xfail(f"probe margin not reached: k-NN AUC at initialisation {before:.4f}, after {after:.4f}")
+    assert after > before + PROBE_MARGIN, f"k-NN AUC at initialisation {before:.4f}, after pretraining {after:.4f}"
