@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -73,6 +74,20 @@ def crop_sizes_at(step: int, seed: int, sizes: Sequence[Sequence[int]], weights:
     return CropSizes(g, loc, g * gram_scale if gram_scale else 0)
 
 
+def open_stores(stores: Sequence[str | os.PathLike | SliceStore]) -> tuple[list[SliceStore], str]:
+    """The stores, opened and checked to be non-empty and of one modality, and that modality."""
+    opened = [s if isinstance(s, SliceStore) else SliceStore(s) for s in stores]
+    if not opened:
+        raise DataError("no slice store given; build one with Training/prepare_pretraining.py")
+    for store in opened:
+        if len(store) == 0:
+            raise DataError(f"{store.path}: the slice store is empty; add volumes to it or leave it out")
+    modalities = sorted({s.modality for s in opened})
+    if len(modalities) > 1:
+        raise DataError(f"the stores mix modalities {modalities}; pretrain one encoder per modality")
+    return opened, modalities[0]
+
+
 class CropDataset(Dataset):
     """Map-style dataset over the concatenated ``stores``: item ``n`` (a sample number) -> its crops."""
 
@@ -86,20 +101,8 @@ class CropDataset(Dataset):
         weights: Sequence[float],
         gram_scale: int,
     ) -> None:
-        self.stores = [s if isinstance(s, SliceStore) else SliceStore(s) for s in stores]
-        if not self.stores:
-            raise DataError("no slice store given; build one with Training/prepare_pretraining.py")
-        self.ends = []
-        total = 0
-        for store in self.stores:
-            if len(store) == 0:
-                raise DataError(f"{store.path}: the slice store is empty; add volumes to it or leave it out")
-            total += len(store)
-            self.ends.append(total)
-        modalities = {s.modality for s in self.stores}
-        if len(modalities) > 1:
-            raise DataError(f"the stores mix modalities {sorted(modalities)}; pretrain one encoder per modality")
-        self.modality = modalities.pop()
+        self.stores, self.modality = open_stores(stores)
+        self.ends = np.cumsum([len(store) for store in self.stores]).tolist()
         self.multicrop, self.plan, self.seed = multicrop, plan, int(seed)
         self.sizes, self.weights, self.gram_scale = [list(s) for s in sizes], list(weights), gram_scale
         self._permutation: tuple[int, torch.Tensor] | None = None

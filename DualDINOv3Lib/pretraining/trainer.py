@@ -44,7 +44,7 @@ from .checkpoint import (
 )
 from .config import PretrainConfig
 from .crops import MultiCrop
-from .data import BatchPlan, Collate, CropDataset, crop_loader
+from .data import BatchPlan, Collate, CropDataset, crop_loader, open_stores
 from .distributed import ProcessGroup, join, leave
 from .meta_arch import SSLMetaArch
 from .metrics import write_loss_curve, write_metrics
@@ -188,12 +188,12 @@ def _pretrain(config, stores, out_dir: Path, group, device, resume, max_steps, p
     if group.enabled:
         student = DistributedDataParallel(arch.student, device_ids=[device.index] if device.type == "cuda" else None)
 
-    first = CropDataset(stores, MultiCrop(), plan, 0, [[1, 1]], [1.0], 0)  # opens the stores, finds the modality
+    opened, modality = open_stores(stores)
     c = config.crops
     multicrop = MultiCrop(n_local=c.n_local, global_scale=c.global_scale, local_scale=c.local_scale,
-                          flip_probability=c.flip_probability, modality=first.modality)  # fmt: skip
+                          flip_probability=c.flip_probability, modality=modality)  # fmt: skip
     gram_scale = config.gram.crop_scale if config.uses_gram else 0
-    dataset = CropDataset(first.stores, multicrop, plan, config.run.seed, c.sizes, c.size_weights, gram_scale)
+    dataset = CropDataset(opened, multicrop, plan, config.run.seed, c.sizes, c.size_weights, gram_scale)
     m = config.masking
     collate = Collate(plan, config.run.seed, arch.student.backbone.patch_size, m.min_ratio, m.max_ratio,
                       m.sample_probability)  # fmt: skip
