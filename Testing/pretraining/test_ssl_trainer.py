@@ -191,3 +191,12 @@ def test_a_non_finite_loss_stops_with_a_clear_error_and_no_new_checkpoint(store,
     with pytest.raises(NonFiniteLossError, match=r"step 3.*learning_rate"):
         pretrain(config, [store], tmp_path / "nan", device="cpu")
     assert load_checkpoint(tmp_path / "nan" / "checkpoint.pt")["step"] == 2
+
+
+def test_mixed_resolution_stage_with_gram_and_accumulation_runs(store, tmp_path, tiny_config):
+    config = tiny_config(
+        crops__sizes=[[32, 16], [48, 24]], crops__size_weights=[0.5, 0.5], optim__accumulation_steps=2,
+        optim__batch_size=8, optim__steps=6, run__num_workers=1,
+    )  # fmt: skip
+    result = pretrain(config, [store], tmp_path / "mixed", device="cpu")
+    assert result.steps == 6 and all(math.isfinite(row["total"]) and "gram" in row for row in result.history[1:])
