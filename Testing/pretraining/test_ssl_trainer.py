@@ -200,3 +200,17 @@ def test_mixed_resolution_stage_with_gram_and_accumulation_runs(store, tmp_path,
     )  # fmt: skip
     result = pretrain(config, [store], tmp_path / "mixed", device="cpu")
     assert result.steps == 6 and all(math.isfinite(row["total"]) and "gram" in row for row in result.history[1:])
+
+
+def test_stage_two_takes_stage_ones_checkpoint_and_saved_teacher_as_gram_teacher(store, tmp_path, tiny_config):
+    stage1 = pretrain(tiny_config(loss__gram_weight=0.0, run__save_teacher_at=[2]), [store], tmp_path / "s1",
+                      device="cpu")  # fmt: skip
+    saved = tmp_path / "s1" / "teacher_step000002.safetensors"
+    assert saved.exists() and (tmp_path / "s1" / "teacher_step000002.pth").exists()
+    assert "gram_teacher" not in load_checkpoint(stage1.checkpoint)
+    config = tiny_config(model__init=str(stage1.checkpoint), gram__teacher=str(saved), loss__gram_weight=2.0,
+                         optim__steps=2)  # fmt: skip
+    stage2 = pretrain(config, [store], tmp_path / "s2", device="cpu")
+    gram = load_checkpoint(stage2.checkpoint)["gram_teacher"]
+    assert states_equal(gram, load_backbone(saved).state_dict())  # frozen: unchanged by training
+    assert all("gram" in row for row in stage2.history)
