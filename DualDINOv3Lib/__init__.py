@@ -19,7 +19,7 @@ checks every import):
    (numpy + SimpleITK, no torch)
 3. ``preprocessing`` (the paper's slice preprocessing and its inverse; the body rule),
    ``phantoms`` (synthetic PET/CT), ``evaluation`` (Dice, HD95, Table 1, splits), ``rendering`` (PNGs),
-   ``runtime`` (devices, mixed precision, progress and cancel for long jobs)
+   ``runtime`` (devices, mixed precision, progress and cancel for long jobs), ``distributed`` (torchrun)
 4. ``models``: the DINOv3 ViT, checkpoints, fusion, decoder, segmenters
 5. ``inference`` (whole volumes, PCA maps), ``finetune``, ``pretraining``
 6. ``workflows``: the jobs behind the commands (demo, finetune runs, cross-validation, prediction, ...)

@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"_lazy", "version", "errors"},
     {"domain", "files", "progress"},
     {"data"},
-    {"preprocessing", "phantoms", "evaluation", "rendering", "runtime"},
+    {"preprocessing", "phantoms", "evaluation", "rendering", "runtime", "distributed"},
     {"models"},
     {"inference", "finetune", "pretraining"},
     {"workflows"},

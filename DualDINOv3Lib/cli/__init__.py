@@ -3,6 +3,7 @@
 - :mod:`.inference`: ``segment``, ``pca``
 - :mod:`.data`: ``demo``, ``phantom``, ``prepare-pretraining``
 - :mod:`.training`: ``finetune``, ``crossval``, ``predict``, ``evaluate``
+- :mod:`.pretrain`: ``pretrain``
 - :mod:`.models`: ``selfcheck``, ``info``, ``build-segmenter``
 
 Every command ends the same way (:func:`main`): exit status 0 on success; on an expected failure (bad
@@ -20,7 +21,7 @@ import sys
 from ..errors import DualDINOv3Error
 from ..files import remove_created_folders
 from ..version import __version__
-from . import data, inference, models, training
+from . import data, inference, models, pretrain, training
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 """0: done; 1: done, but some inputs could not be used (listed); 2: error, nothing (more) written; 130: Ctrl-C."""
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (inference, data, training, models):
+    for group in (inference, data, training, pretrain, models):
         group.add_parsers(sub)
     return parser
 

@@ -30,6 +30,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.hecktor import HecktorCase
+from ..distributed import DistributedContext, init_distributed, parameter_checksums, shutdown_distributed
 from ..errors import DualDINOv3Error
 from ..files import write_text
 from ..models.config import SegmenterConfig, load_config
@@ -41,7 +42,6 @@ from ..runtime import CancelFlag, ProgressCallback, autocast, check_cancel, reso
 from .augment import augment_batch
 from .config import FinetuneConfig, learning_rate_at, same_record
 from .dataset import CachedCase, SliceSampler, load_cached_case
-from .distributed import DistributedContext, init_distributed, parameter_checksums, shutdown_distributed
 from .losses import DiceCELoss
 from .state import STATE_FILE, TrainingState, rng_state, set_rng_state
 from .validation import distributed_validation

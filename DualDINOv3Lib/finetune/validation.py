@@ -8,10 +8,10 @@ import math
 import numpy as np
 import torch
 
+from ..distributed import DistributedContext
 from ..models.segmenter import Segmenter
 from ..runtime import autocast
 from .dataset import CachedCase
-from .distributed import DistributedContext
 
 
 def case_dice_scores(

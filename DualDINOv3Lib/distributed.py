@@ -1,4 +1,5 @@
-"""Multi-process training through ``torchrun``: the same script runs on 1 CPU, 1 GPU or many GPUs/nodes.
+"""Multi-process training through ``torchrun`` (finetuning and pretraining): the same script runs on 1 CPU,
+1 GPU or many GPUs/nodes.
 
 ``torchrun`` sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``; without them everything is a single process.
 The backend is nccl on CUDA and gloo on CPU.
@@ -30,6 +31,13 @@ class DistributedContext:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def all_finite(self, value: torch.Tensor) -> bool:
+        """True when ``value`` is finite on every process."""
+        flag = torch.tensor(float(torch.isfinite(value.detach()).all()), device=value.device)
+        if self.enabled:
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item() > 0)
 
     def gather_objects(self, obj) -> list:
         """``obj`` from every rank, in rank order (on every rank)."""
