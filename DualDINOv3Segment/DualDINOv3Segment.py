@@ -9,12 +9,14 @@ imported inside methods, so Slicer starts quickly even before the PyTorch extens
 """
 
 import slicer
+from DualDINOv3SegmentLib import DualDINOv3SegmentLogic
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+
+__all__ = ["DualDINOv3Segment", "DualDINOv3SegmentLogic", "DualDINOv3SegmentTest", "DualDINOv3SegmentWidget"]
 
 HOMEPAGE = "https://github.com/dualdinov3/SlicerDualDINOv3"
 
@@ -79,23 +81,6 @@ class DualDINOv3SegmentWidget(ScriptedLoadableModuleWidget):
             return
         ct, pet = self.ui.ctVolumeSelector.currentNode(), self.ui.petVolumeSelector.currentNode()
         self.ui.statusLabel.text = f"Inputs are valid: CT '{ct.GetName()}', PET '{pet.GetName()}'."
-
-
-class DualDINOv3SegmentLogic(ScriptedLoadableModuleLogic):
-    """Computation side of the module, usable without the widget."""
-
-    def inputProblems(self, ctVolumeNode, petVolumeNode):
-        """Return the reasons why the inputs cannot be segmented; an empty list means they can."""
-        problems = []
-        for modality, node in (("CT", ctVolumeNode), ("PET", petVolumeNode)):
-            if node is None:
-                problems.append(f"Select a {modality} volume.")
-            elif node.GetImageData() is None:
-                problems.append(f"The {modality} volume '{node.GetName()}' has no image data.")
-        if ctVolumeNode is not None and petVolumeNode is not None:
-            if ctVolumeNode.GetID() == petVolumeNode.GetID():
-                problems.append("The CT and PET inputs must be different volumes.")
-        return problems
 
 
 class DualDINOv3SegmentTest(ScriptedLoadableModuleTest):
