@@ -155,3 +155,36 @@ def checkInputs(ctVolumeNode, petVolumeNode, dicomDatabase=None) -> CheckedInput
     for message in checked.warnings:
         log.warning("%s", message)
     return checked
+
+
+def _modality(node) -> str:
+    """The DICOM Modality of a volume loaded from DICOM (subject hierarchy or node attribute), else ''."""
+    import slicer
+
+    scene = node.GetScene()
+    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene) if scene is not None else None
+    if shNode is not None:
+        item = shNode.GetItemByDataNode(node)
+        for candidate in (item, shNode.GetItemParent(item) if item else 0):
+            if candidate and shNode.GetItemAttribute(candidate, "DICOM.Modality"):
+                return shNode.GetItemAttribute(candidate, "DICOM.Modality").upper()
+    return (node.GetAttribute("DICOM.Modality") or "").upper()
+
+
+def guessInputs(scene):
+    """``(ct, pet)`` nodes to pre-select: DICOM modality CT / PT first, then names containing CT / PT or PET."""
+    import re
+
+    nodes = [n for n in scene.GetNodesByClass("vtkMRMLScalarVolumeNode") if not n.IsA("vtkMRMLLabelMapVolumeNode")]
+    nodes = [n for n in nodes if not n.IsA("vtkMRMLVectorVolumeNode") and not n.GetHideFromEditors()]
+
+    def pick(modality: str, pattern: str):
+        for node in nodes:
+            if _modality(node) == modality:
+                return node
+        for node in nodes:
+            if re.search(pattern, node.GetName(), flags=re.IGNORECASE):
+                return node
+        return None
+
+    return pick("CT", r"(?<![a-z])CT(?![a-z])|_CT|CT_"), pick("PT", r"(?<![a-z])(PET|PT)(?![a-z])|PET|_PT")

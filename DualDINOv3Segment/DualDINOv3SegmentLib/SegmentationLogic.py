@@ -233,7 +233,15 @@ class DualDINOv3SegmentLogic:
     # --- display -----------------------------------------------------------------------------------------
 
     def showResults(self, ctVolumeNode, petVolumeNode=None, segmentationNode=None, foregroundOpacity=0.5):
-        """Every slice view: CT in the background, PET (PET-Heat colours) in the foreground, segments outlined."""
+        """Every slice view: CT in the background, PET (PET-Heat colours) in the foreground, segments outlined.
+
+        Changes display settings only (a CT still on automatic window/level gets a soft-tissue window).
+        """
+        ctVolumeNode.CreateDefaultDisplayNodes()
+        ctDisplay = ctVolumeNode.GetVolumeDisplayNode()
+        if ctDisplay.GetAutoWindowLevel():
+            ctDisplay.SetAutoWindowLevel(False)
+            ctDisplay.SetWindowLevel(400.0, 40.0)
         if petVolumeNode is not None:
             petVolumeNode.CreateDefaultDisplayNodes()
             colorNode = self.scene.GetNodeByID(PET_COLOR_NODE_ID)
