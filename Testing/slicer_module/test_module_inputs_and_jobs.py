@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-import vtk
 from DualDINOv3SegmentLib import DualDINOv3SegmentLogic
 from DualDINOv3SegmentLib.Jobs import CANCELLED, COMPLETED
 from slicer_harness import addVolume, sceneSummary
@@ -161,4 +160,3 @@ def test_worker_errors_come_back_with_the_library_wording(slicerApp, phantomNode
     assert "not-a-model.safetensors" in str(raised.value)
     assert sceneSummary(slicerApp.scene) == before
     assert list(jobs.iterdir()) == []
-    assert vtk

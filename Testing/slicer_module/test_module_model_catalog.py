@@ -112,3 +112,14 @@ def test_the_shipped_catalogue_has_the_bundled_demo_model_marked_not_for_patient
     assert "NOT for patient data" in demo.description
     assert models.modelPath("demo_dual_p8") is None  # the library loads its bundled model itself
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_logic_resolves_a_catalogue_id_through_the_verified_cache(tmp_path, server):
+    from DualDINOv3SegmentLib import DualDINOv3SegmentLogic
+
+    models = catalog(tmp_path, server)
+    logic = DualDINOv3SegmentLogic(scene=object(), catalog=models)
+    path = logic.resolveModel("remote")
+    assert path == models.cachedPath("remote") and server.requests == ["/good"]
+    assert logic.resolveModel(path) == path  # a file path is used as it is
+    assert logic.resolveModel(None) is None  # the bundled model
