@@ -91,7 +91,7 @@ class Widget(qt.QWidget):
         self.ui.petEncoderCheckBox.checked = p.petEncoder
 
     def parametersFromGui(self):
-        modelId = self.ui.modelSelector.currentData
+        modelId = self.ui.modelSelector.itemData(self.ui.modelSelector.currentIndex)
         isFile = modelId == LOCAL_FILE
         return Parameters.SegmentParameters(
             ctVolume=self.ui.ctVolumeSelector.currentNode(),

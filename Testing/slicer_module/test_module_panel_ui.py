@@ -16,50 +16,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 QtCore = pytest.importorskip("PySide6.QtCore")
 QtWidgets = pytest.importorskip("PySide6.QtWidgets")
 QtUiTools = pytest.importorskip("PySide6.QtUiTools")
-Property = QtCore.Property
+from pythonqt_standin import STAND_INS, ctkPathLineEdit, qMRMLNodeComboBox  # noqa: E402
 
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "DualDINOv3Segment.ui"
 CODE_FILES = [MODULE_DIR / "DualDINOv3Segment.py", MODULE_DIR / "DualDINOv3SegmentLib" / "Widget.py"]
 SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "panel.png"
-
-
-def _property(kind, name, default):
-    def getter(self):
-        return getattr(self, "_" + name, default)
-
-    def setter(self, value):
-        setattr(self, "_" + name, value)
-
-    return Property(kind, getter, setter)
-
-
-class qMRMLWidget(QtWidgets.QWidget):
-    pass
-
-
-class ctkCollapsibleButton(QtWidgets.QGroupBox):
-    def _setText(self, text):
-        self.setTitle(text)
-
-    text = Property(str, QtWidgets.QGroupBox.title, _setText)
-    collapsed = _property(bool, "collapsed", False)
-
-
-class qMRMLNodeComboBox(QtWidgets.QComboBox):
-    nodeTypes = _property("QStringList", "nodeTypes", [])
-    noneEnabled = _property(bool, "noneEnabled", False)
-    addEnabled = _property(bool, "addEnabled", True)
-    removeEnabled = _property(bool, "removeEnabled", True)
-    renameEnabled = _property(bool, "renameEnabled", False)
-    showChildNodeTypes = _property(bool, "showChildNodeTypes", True)
-    baseName = _property(str, "baseName", "")
-
-
-class ctkPathLineEdit(QtWidgets.QLineEdit):
-    pass
-
-
-STAND_INS = (qMRMLWidget, ctkCollapsibleButton, qMRMLNodeComboBox, ctkPathLineEdit)
 
 
 @pytest.fixture(scope="module")
