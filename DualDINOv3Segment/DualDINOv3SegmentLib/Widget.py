@@ -146,7 +146,8 @@ class Widget(qt.QWidget):
                 import PyTorchUtils
             except ImportError:
                 return False
-            return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False) is not None
+            logic = PyTorchUtils.PyTorchUtilsLogic()  # picks the torch build that fits this computer's GPU
+            return logic.installTorch(askConfirmation=False, torchVersionRequirement=">=2.1") is not None
 
         failure = "Installing the Python packages DualDINOv3 needs failed."
         with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
