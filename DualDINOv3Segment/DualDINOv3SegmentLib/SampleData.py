@@ -46,8 +46,8 @@ def registerSampleData(iconPath: str | None = None) -> None:
         category="DualDINOv3",
         sampleName=SAMPLE_NAME,
         thumbnailFileName=iconPath,
-        uris=None,
-        fileNames=None,
-        nodeNames=None,
+        uris=[],  # nothing to download (SampleDataSource needs lists of equal length, here empty)
+        fileNames=[],
+        nodeNames=[],
         customDownloader=load,
     )
