@@ -1,20 +1,21 @@
 """DualDINOv3 Segment: 3D Slicer module for PET/CT head-and-neck tumour (GTVp/GTVn) segmentation.
 
-This is the thin module shell: metadata, the input panel from Resources/UI/DualDINOv3Segment.ui and
-input checks. The segmentation workflow (model, Apply, segments, PCA maps) is added with the inference
-library; until then the panel only checks that the chosen volumes can be used.
-
-Keep module load light: heavy dependencies (torch, the model code in DualDINOv3Lib) may only be
-imported inside methods, so Slicer starts quickly even before the PyTorch extension installed torch.
+The thin module shell: metadata, the widget and logic classes from DualDINOv3SegmentLib, and the self-test.
+Importing it loads neither torch nor the model code: inference runs in a separate process, and the Python
+packages it needs are installed on first use, with the user's consent.
 """
 
+import os
+
 import slicer
+from DualDINOv3SegmentLib import DualDINOv3SegmentLogic
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+
+__all__ = ["DualDINOv3Segment", "DualDINOv3SegmentLogic", "DualDINOv3SegmentTest", "DualDINOv3SegmentWidget"]
 
 HOMEPAGE = "https://github.com/dualdinov3/SlicerDualDINOv3"
 
@@ -38,64 +39,34 @@ class DualDINOv3Segment(ScriptedLoadableModule):
             "Built on DINOv3 (Meta AI) vision transformers and the PyTorch extension of 3D Slicer."
             " Research use only; not for clinical decisions."
         )
+        slicer.app.connect("startupCompleted()", self.onStartupCompleted)
+
+    def onStartupCompleted(self):
+        from DualDINOv3SegmentLib import SampleData, Terminology
+
+        Terminology.loadTerminology(slicer.modules.terminologies.logic())  # the Segment Editor shows our codes
+        icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "DualDINOv3Segment.png")
+        SampleData.registerSampleData(icon)
 
 
 class DualDINOv3SegmentWidget(ScriptedLoadableModuleWidget):
-    """Module panel: CT and PET volume selectors, a Check inputs button and a status line."""
+    """The module panel: DualDINOv3SegmentLib.Widget over the logic."""
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        self.logic = None
-        self.ui = None
+        self.widget = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DualDINOv3Segment.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        # The node selectors receive the scene through the mrmlSceneChanged connections of the .ui file.
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        from DualDINOv3SegmentLib.Widget import Widget
 
-        self.logic = DualDINOv3SegmentLogic()
-        self.ui.ctVolumeSelector.currentNodeChanged.connect(self.updateCheckButtonState)
-        self.ui.petVolumeSelector.currentNodeChanged.connect(self.updateCheckButtonState)
-        self.ui.checkInputsButton.clicked.connect(self.onCheckInputsButton)
-        self.updateCheckButtonState()
+        self.widget = Widget()
+        self.layout.addWidget(self.widget)
+        self.layout.addStretch(1)
 
-    def currentInputProblems(self):
-        return self.logic.inputProblems(self.ui.ctVolumeSelector.currentNode(), self.ui.petVolumeSelector.currentNode())
-
-    def updateCheckButtonState(self, _node=None):
-        problems = self.currentInputProblems()
-        self.ui.checkInputsButton.enabled = not problems
-        self.ui.checkInputsButton.toolTip = (
-            "\n".join(problems) if problems else "Check that the selected CT and PET volumes can be segmented."
-        )
-
-    def onCheckInputsButton(self):
-        problems = self.currentInputProblems()
-        if problems:
-            self.ui.statusLabel.text = " ".join(problems)
-            return
-        ct, pet = self.ui.ctVolumeSelector.currentNode(), self.ui.petVolumeSelector.currentNode()
-        self.ui.statusLabel.text = f"Inputs are valid: CT '{ct.GetName()}', PET '{pet.GetName()}'."
-
-
-class DualDINOv3SegmentLogic(ScriptedLoadableModuleLogic):
-    """Computation side of the module, usable without the widget."""
-
-    def inputProblems(self, ctVolumeNode, petVolumeNode):
-        """Return the reasons why the inputs cannot be segmented; an empty list means they can."""
-        problems = []
-        for modality, node in (("CT", ctVolumeNode), ("PET", petVolumeNode)):
-            if node is None:
-                problems.append(f"Select a {modality} volume.")
-            elif node.GetImageData() is None:
-                problems.append(f"The {modality} volume '{node.GetName()}' has no image data.")
-        if ctVolumeNode is not None and petVolumeNode is not None:
-            if ctVolumeNode.GetID() == petVolumeNode.GetID():
-                problems.append("The CT and PET inputs must be different volumes.")
-        return problems
+    def cleanup(self):
+        if self.widget is not None:
+            self.widget.cleanup()
 
 
 class DualDINOv3SegmentTest(ScriptedLoadableModuleTest):
@@ -106,45 +77,23 @@ class DualDINOv3SegmentTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
-        self.test_inputProblems()
-        self.setUp()
-        self.test_widgetPanel()
+        self.test_segmentSamplePhantom()
 
-    @staticmethod
-    def _addVolume(name):
-        import vtk
+    def test_segmentSamplePhantom(self):
+        import numpy as np
+        from DualDINOv3SegmentLib.SampleData import loadPhantom
 
-        imageData = vtk.vtkImageData()
-        imageData.SetDimensions(4, 4, 4)
-        imageData.AllocateScalars(vtk.VTK_SHORT, 1)
-        volumeNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-        volumeNode.SetAndObserveImageData(imageData)
-        return volumeNode
-
-    def test_inputProblems(self):
-        self.delayDisplay("Checking input validation")
-        logic = DualDINOv3SegmentLogic()
-        ct = self._addVolume("CT")
-        pet = self._addVolume("PET")
-        empty = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Empty")
-
-        self.assertEqual(logic.inputProblems(ct, pet), [])
-        self.assertEqual(len(logic.inputProblems(None, None)), 2)
-        self.assertIn("PET", logic.inputProblems(ct, None)[0])
-        self.assertIn("different", logic.inputProblems(ct, ct)[0])
-        self.assertIn("no image data", logic.inputProblems(ct, empty)[0])
-        self.delayDisplay("Input validation test passed")
-
-    def test_widgetPanel(self):
-        self.delayDisplay("Checking the module panel")
-        widget = slicer.util.getModuleWidget("DualDINOv3Segment")
-        widget.ui.ctVolumeSelector.setCurrentNode(None)
-        widget.ui.petVolumeSelector.setCurrentNode(None)
-        self.assertFalse(widget.ui.checkInputsButton.enabled)
-
-        widget.ui.ctVolumeSelector.setCurrentNode(self._addVolume("CT"))
-        widget.ui.petVolumeSelector.setCurrentNode(self._addVolume("PET"))
-        self.assertTrue(widget.ui.checkInputsButton.enabled)
-        widget.ui.checkInputsButton.click()
-        self.assertIn("valid", widget.ui.statusLabel.text)
-        self.delayDisplay("Module panel test passed")
+        self.delayDisplay("Loading the DualDINOv3 PET/CT phantom")
+        ct, pet, truth = loadPhantom(slicer.mrmlScene, withTruth=True)
+        self.delayDisplay("Segmenting with the bundled demo model")
+        segmentation = DualDINOv3SegmentLogic().segment(ct, pet)
+        seg = segmentation.GetSegmentation()
+        self.assertEqual([seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())], ["GTVp", "GTVn"])
+        gtvp = seg.GetSegment(seg.GetSegmentIdBySegmentName("GTVp"))
+        self.assertEqual(gtvp.GetLabelValue(), 1)
+        self.assertIn("86049000", gtvp.GetTerminology())
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, seg.GetSegmentIdBySegmentName("GTVp"), ct) > 0
+        reference = slicer.util.arrayFromVolume(truth) == 1
+        dice = 2.0 * np.count_nonzero(mask & reference) / (np.count_nonzero(mask) + np.count_nonzero(reference))
+        self.assertGreater(dice, 0.7)
+        self.delayDisplay(f"Self-test passed: GTVp Dice {dice:.3f}")
