@@ -7,7 +7,7 @@ set(EXTENSION_CONTRIBUTORS "DualDINOv3 developers")
 set(EXTENSION_DESCRIPTION "Segments head-and-neck tumours (GTVp and GTVn) on PET/CT with dual CT and PET DINOv3 encoders fused by cross-attention, and shows PCA maps of the encoder features.")
 set(EXTENSION_ICONURL "https://raw.githubusercontent.com/dualdinov3/SlicerDualDINOv3/main/DualDINOv3Segment/Resources/Icons/DualDINOv3Segment.png")
 # The screenshot is still to be added to the repository at this path.
-set(EXTENSION_SCREENSHOTURLS "https://raw.githubusercontent.com/dualdinov3/SlicerDualDINOv3/main/Screenshots/DualDINOv3Segment.png")
+set(EXTENSION_SCREENSHOTURLS "https://raw.githubusercontent.com/dualdinov3/SlicerDualDINOv3/main/docs/screenshots/slice_views.png")
 # Extension names, as a list or space separated; "PyTorch" is the SlicerPyTorch extension that provides torch.
 set(EXTENSION_DEPENDS "PyTorch")
 set(EXTENSION_BUILD_SUBDIRECTORY ".")

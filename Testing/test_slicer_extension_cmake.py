@@ -137,6 +137,8 @@ def test_extension_metadata(configured):
     icon_url = extension["EXTENSION_ICONURL"]
     assert icon_url.startswith(RAW_URL_PREFIX), icon_url
     assert (REPO_ROOT / icon_url.removeprefix(RAW_URL_PREFIX)).is_file(), f"icon not in the repo: {icon_url}"
+    for url in extension["EXTENSION_SCREENSHOTURLS"].split():
+        assert (REPO_ROOT / url.removeprefix(RAW_URL_PREFIX)).is_file(), f"screenshot not in the repo: {url}"
     assert record["cpack_included"] is True
 
 
