@@ -48,26 +48,33 @@ class PrimusMultiscaleDecoder(nn.Module):
     def forward(self, maps: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
         """Logits ``(B, num_classes, p h, p w)`` from the tapped maps ``(B, C_i, h, w)`` (or their concatenation).
 
-        Runs channels-last at matrix-product speed: a stride-2, kernel-2 transposed convolution is one GEMM
-        ``(B h w, C) @ (C, 4 C/2)`` followed by a pixel rearrangement, and the channel LayerNorm and GELU then
-        work on the contiguous last dimension without transposing copies. The parameters are those of the
-        ``stages`` modules (same state-dict names), and the result equals ``head(stages(x))`` to float
-        rounding (:meth:`reference_forward`).
+        Runs at matrix-product speed: a stride-2, kernel-2 transposed convolution maps every pixel to its own
+        2x2 block, one GEMM ``(pixels, C) @ (C, 4 C/2)``. The pixels are kept in that blocked order through all
+        stages (channel LayerNorm and GELU are per pixel, so the order does not matter to them), and only the
+        small logits are rearranged into the image once at the end, instead of copying every large map. The
+        parameters are those of the ``stages`` and ``head`` modules (same state-dict names); the result equals
+        :meth:`reference_forward` to float rounding.
         """
         if isinstance(maps, Tensor):
             x = maps.permute(0, 2, 3, 1)
         else:
             x = torch.cat([m.permute(0, 2, 3, 1) for m in maps], dim=-1)
+        b, h, w, c = x.shape
+        x = x.reshape(-1, c)  # pixels in (b, i, j) order; each stage appends its (di, dj) to the order
+        n_stages = 0
         for up, norm in zip(self.stages[0::3], self.stages[1::3], strict=True):
-            b, h, w, c = x.shape
             out = up.out_channels
-            weight = up.weight.permute(0, 2, 3, 1).reshape(c, 4 * out)  # (C_in, [di, dj, C_out])
-            y = torch.addmm(up.bias.repeat(4), x.reshape(-1, c), weight) if up.bias is not None else x.reshape(
-                -1, c) @ weight  # fmt: skip
-            x = y.view(b, h, w, 2, 2, out).permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, out)
-            x = F.gelu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+            weight = up.weight.permute(0, 2, 3, 1).reshape(x.shape[1], 4 * out)  # (C_in, [di, dj, C_out])
+            x = x @ weight if up.bias is None else torch.addmm(up.bias.repeat(4), x, weight)
+            x = F.gelu(F.layer_norm(x.view(-1, out), norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+            n_stages += 1
         logits = F.linear(x, self.head.weight.flatten(1), self.head.bias)
-        return logits.permute(0, 3, 1, 2)
+        k = logits.shape[1]
+        blocked = logits.view(b, h, w, *([2, 2] * n_stages), k)
+        rows = [1] + [3 + 2 * s for s in range(n_stages)]  # i, d1i, d2i, ...
+        cols = [2] + [4 + 2 * s for s in range(n_stages)]  # j, d1j, d2j, ...
+        image = blocked.permute(0, 3 + 2 * n_stages, *rows, *cols)
+        return image.reshape(b, k, h * 2**n_stages, w * 2**n_stages)
 
     def reference_forward(self, maps: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
         """The same computation with PyTorch's convolution modules, channels-first (for checks)."""
