@@ -30,6 +30,3 @@ class WriteError(DualDINOv3Error, OSError):
     def __init__(self, message: str, path=None) -> None:
         super().__init__(message)
         self.path = path
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""

@@ -11,6 +11,7 @@ raw or zlib). Other files (detached headers, DICOM) are left to the image librar
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import re
 import struct
@@ -128,7 +129,7 @@ def _check_nifti(path: Path, compressed: bool) -> bool:
     data = buffer[offset:] if len(buffer) > offset else b""
     skip = max(offset - len(buffer), 0)
     seen, bad, carry = 0, 0, b""
-    for chunk in (data, *chunks):
+    for chunk in itertools.chain((data,), chunks):  # streamed: never the whole file in memory
         if skip:
             cut = min(skip, len(chunk))
             chunk, skip = chunk[cut:], skip - cut
@@ -173,20 +174,24 @@ def _fields(text: str, separator: str) -> dict[str, str]:
 
 
 def _data_bytes(path: Path, offset: int, compression: str | None) -> int:
-    """How many (decompressed) bytes follow ``offset``."""
+    """How many (decompressed) bytes follow ``offset``, decompressing chunk by chunk."""
     if compression is None:
         return path.stat().st_size - offset
-    with open(path, "rb") as f:
-        f.seek(offset)
-        raw = f.read()
+    stream = zlib.decompressobj(wbits=31 if compression == "gzip" else 15)
+    total = 0
     try:
-        if compression == "gzip":
-            return len(gzip.decompress(raw))
-        return len(zlib.decompress(raw))
-    except EOFError as exc:
-        raise _damaged(path, "the compressed data ends before its end marker") from exc
-    except (gzip.BadGzipFile, zlib.error) as exc:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while chunk := f.read(CHUNK):
+                total += len(stream.decompress(chunk))
+                if stream.eof:
+                    break
+            total += len(stream.flush())
+    except zlib.error as exc:
         raise _damaged(path, f"the compressed data is corrupt ({exc})") from exc
+    if not stream.eof:
+        raise _damaged(path, "the compressed data ends before its end marker")
+    return total
 
 
 def _check_nrrd(path: Path) -> bool:

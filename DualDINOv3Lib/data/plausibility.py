@@ -65,17 +65,8 @@ def _range(volume: Volume) -> tuple[float, float]:
     return float(array.min()), float(array.max())
 
 
-def _looks_like_ct(volume: Volume) -> bool:
-    return _range(volume)[0] < -500.0
-
-
-def _looks_like_pet(volume: Volume) -> bool:
-    low, high = _range(volume)
-    return low > PET_HU_LIKE_BELOW and high < 500.0
-
-
-def check_ct_values(ct: Volume) -> None:
-    low, high = _range(ct)
+def check_ct_values(ct: Volume, ct_range: tuple[float, float] | None = None) -> None:
+    low, high = ct_range or _range(ct)
     if low >= -10.0 and high >= 1000.0:
         raise DataError(
             f"the CT's values run from {low:g} to {high:g} with no air below 0: these look like stored values "
@@ -89,9 +80,9 @@ def check_ct_values(ct: Volume) -> None:
         )
 
 
-def check_pet_values(pet: Volume) -> None:
+def check_pet_values(pet: Volume, pet_range: tuple[float, float] | None = None) -> None:
     array = np.asarray(pet.array)
-    low = float(array.min())
+    low = (pet_range or _range(pet))[0]
     if low < PET_HU_LIKE_BELOW:
         raise DataError(
             f"the PET has values down to {low:g}, like a CT in HU (air -1000); PET in SUV is never that negative. "
@@ -106,13 +97,16 @@ def check_pet_values(pet: Volume) -> None:
         )
 
 
-def check_pair(ct: Volume, pet: Volume) -> None:
+def check_pair(ct: Volume, pet: Volume, ct_range=None, pet_range=None) -> None:
+    ct_low, ct_high = ct_range or _range(ct)
+    pet_low = (pet_range or _range(pet))[0]
     if ct is pet or (ct.shape == pet.shape and np.array_equal(ct.array, pet.array)):
         raise DataError(f"the same image was given as CT and as PET; pass the CT and the PET of one study; {SKIP}")
-    if _looks_like_pet(ct) and _looks_like_ct(pet):
+    ct_looks_like_pet = ct_low > PET_HU_LIKE_BELOW and ct_high < 500.0
+    if ct_looks_like_pet and pet_low < -500.0:
         raise DataError(
-            f"CT and PET seem swapped: the image given as CT has no negative HU values ({_range(ct)[0]:g} to "
-            f"{_range(ct)[1]:g}) and the one given as PET has CT-like values down to {_range(pet)[0]:g}. "
+            f"CT and PET seem swapped: the image given as CT has no negative HU values ({ct_low:g} to "
+            f"{ct_high:g}) and the one given as PET has CT-like values down to {pet_low:g}. "
             f"Exchange the two inputs; {SKIP}"
         )
 
@@ -125,7 +119,8 @@ def check_pet_ct(ct: object, pet: object, *, check_inputs: bool = True) -> tuple
         check_finite(volume, role)
         check_geometry(volume, role)
     if check_inputs:
-        check_pair(ct, pet)
-        check_ct_values(ct)
-        check_pet_values(pet)
+        ct_range, pet_range = _range(ct), _range(pet)  # one min/max pass over each volume
+        check_pair(ct, pet, ct_range, pet_range)
+        check_ct_values(ct, ct_range)
+        check_pet_values(pet, pet_range)
     return ct, pet

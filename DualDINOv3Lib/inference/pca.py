@@ -54,8 +54,7 @@ def pca_feature_maps(
     Two passes over the body slices: one to fit the PCA, one to project.
     """
     model = resolve_segmenter(segmenter)
-    names = model.select_encoders(encoders)
-    model.check_layer(layer, names)  # before any work
+    names = model.check_layer(layer, encoders)  # before any work
     prep = CasePreprocessor(ct, pet, model.config.preprocessing, check_inputs=check_inputs)
     indices = np.flatnonzero(prep.body_slices)
     device = resolve_device(device)

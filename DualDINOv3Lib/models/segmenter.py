@@ -95,12 +95,12 @@ class Segmenter(nn.Module, ABC):
                 enc.eval()
         return self
 
-    def encode(self, encoder: DINOv3ViT, x: Tensor) -> tuple[Tensor, ...]:
-        """Tapped, normed feature maps ``(B, D, H/p, W/p)`` of one encoder."""
-        if self.frozen:
-            with torch.no_grad():
-                return encoder.get_intermediate_layers(x, n=self.taps, reshape=True, norm=True)
-        return encoder.get_intermediate_layers(x, n=self.taps, reshape=True, norm=True)
+    def encode(self, encoder: DINOv3ViT, x: Tensor, blocks: Sequence[int] | None = None) -> tuple[Tensor, ...]:
+        """Normed feature maps ``(B, D, H/p, W/p)`` of one encoder at ``blocks`` (default: the taps), in
+        ascending block order; frozen encoders run without autograd."""
+        blocks = self.taps if blocks is None else blocks
+        with torch.no_grad() if self.frozen else contextlib.nullcontext():
+            return encoder.get_intermediate_layers(x, n=blocks, reshape=True, norm=True)
 
     @abstractmethod
     def encoder_inputs(self, x: Tensor) -> dict[str, Tensor]:
@@ -173,8 +173,7 @@ class Segmenter(nn.Module, ABC):
         for attr, inp in self.encoder_inputs(self.pad_to_patches(x)).items():
             encoder = getattr(self, attr)
             blocks = sorted({*self.taps, layer % len(encoder.blocks)} if attr in wanted else set(self.taps))
-            with torch.no_grad() if self.frozen else contextlib.nullcontext():
-                maps = dict(zip(blocks, encoder.get_intermediate_layers(inp, n=blocks), strict=True))
+            maps = dict(zip(blocks, self.encode(encoder, inp, blocks), strict=True))
             feats[attr] = tuple(maps[i] for i in sorted(self.taps))  # the order encode() returns
             if attr in wanted:
                 tokens[wanted[attr]] = maps[layer % len(encoder.blocks)]

@@ -50,7 +50,7 @@ def find_inputs(paths: list[str], modality: str) -> list[Path]:
 def _search_folder(folder: Path, modality: str) -> list[Path]:
     if _dicom_files(folder):
         return [folder]
-    hecktor = [(p, image_case(p)) for p in folder.rglob("*__*") if p.is_file() and image_case(p) is not None]
+    hecktor = [(p, named) for p in folder.rglob("*__*") if p.is_file() and (named := image_case(p)) is not None]
     if hecktor:
         picked = sorted(p for p, (_, found) in hecktor if found == modality)
         if not picked:

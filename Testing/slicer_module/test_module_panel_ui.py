@@ -13,10 +13,8 @@ import pytest
 from slicer_harness import MODULE_DIR, REPO_ROOT
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-QtCore = pytest.importorskip("PySide6.QtCore")
-QtWidgets = pytest.importorskip("PySide6.QtWidgets")
-QtUiTools = pytest.importorskip("PySide6.QtUiTools")
-from pythonqt_standin import STAND_INS, ctkPathLineEdit, qMRMLNodeComboBox  # noqa: E402
+from PySide6 import QtCore, QtUiTools, QtWidgets  # the test extra installs PySide6: missing must fail
+from pythonqt_standin import STAND_INS, ctkPathLineEdit, qMRMLNodeComboBox
 
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "DualDINOv3Segment.ui"
 CODE_FILES = [MODULE_DIR / "DualDINOv3Segment.py", MODULE_DIR / "DualDINOv3SegmentLib" / "Widget.py"]

@@ -13,7 +13,6 @@ import slicer
 from slicer_harness import sceneSummary
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-pytest.importorskip("PySide6.QtWidgets")
 import pythonqt_standin
 from DualDINOv3SegmentLib import DualDINOv3SegmentLogic
 from DualDINOv3SegmentLib.SampleData import loadPhantom
