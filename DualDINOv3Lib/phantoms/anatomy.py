@@ -1,8 +1,16 @@
-"""Head-and-neck anatomy of the synthetic PET/CT phantoms: a tissue-class map on the CT grid.
+"""Head-and-neck anatomy of the synthetic PET/CT phantoms: one patient drawn from a seed, painted as a
+tissue-class map onto the CT grid.
 
 Every voxel of the CT grid gets one :class:`~.canvas.Tissue`; the CT (HU) and the PET activity (SUV) are then
-looked up per tissue (see :mod:`.phantom`), so both modalities show exactly the same anatomy. The patient
-frame (``u``, ``v``, ``w`` in mm) is described in :mod:`.canvas`.
+looked up per tissue, so both modalities show exactly the same anatomy. The patient is drawn in absolute
+heights ``w`` (mm above the top of the heart, see :mod:`.canvas`) from the upper thorax to the vertex, and the
+CT grid is a window onto it, so a 144 mm crop, a full head-and-neck scan and a scan starting in the brain show
+the same kind of patient. Typical adult heights (scaled per patient by 0.9-1.1): clavicles 85 mm, cricoid 125,
+vocal cords 140, hyoid 163, mandible's lower border 172, oropharynx 185, hard palate 215, skull base 238,
+vertex about 360.
+
+This module draws the patient (:func:`draw_anatomy`) and paints the body, spine and airway; the head, neck and
+thorax organs are in :mod:`.anatomy_head`, :mod:`.anatomy_neck` and :mod:`.anatomy_thorax`.
 """
 
 from __future__ import annotations
@@ -11,21 +19,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .canvas import Canvas, Grid, Tissue, ellipse, ellipsoid, sigmoid
+from .canvas import Canvas, Tissue, blob, ellipse, ellipsoid, sigmoid
 
 
 @dataclass(frozen=True)
 class Anatomy:
-    """One patient's drawn anatomy (all lengths in mm, patient frame; see the module docstring)."""
+    """One patient's drawn anatomy (lengths in mm, patient frame; see the module docstring)."""
 
-    height: float  # w of the last slice
-    w_skull: float  # skull base
+    w_heart: float  # top of the heart
+    w_clavicle: float  # clavicles, thoracic inlet
+    w_lung_apex: float
+    w_thyroid: float  # centre of the thyroid lobes
+    w_larynx: float  # cricoid: below it the airway is the trachea
+    w_cords: float  # vocal cords
+    w_hyoid: float
     w_mandible: float  # inferior border of the mandible
     w_oropharynx: float  # centre of the oropharynx (level of the tonsils and tongue base)
-    w_larynx: float  # top of the larynx; below it the airway is the larynx/trachea
+    w_occlusal: float  # where the upper and lower teeth meet
+    w_palate: float  # hard palate
+    w_skull: float  # skull base (foramen magnum)
     neck_a: float  # neck half-width (lateral)
     neck_b: float  # neck half-depth (antero-posterior)
-    shoulders: float  # extra half-width reached at the bottom slice
+    shoulders: float  # extra half-width of the shoulders below the clavicles
+    chest_b: float  # half-depth of the upper thorax
     face_a: float
     face_front: float  # distance from the centre to the anterior skin at face level
     face_back: float
@@ -42,103 +58,108 @@ class Anatomy:
     trachea_r: float
     oropharynx: tuple[float, float]  # airway half-width, half-depth at the oropharynx
     mandible: tuple[float, float, float]  # arch half-width, half-depth, v of the arch centre
-    mandible_height: float
     brain: tuple[float, float, float]  # brain half-axes (u, v, w)
     brain_centre: tuple[float, float]  # (v, w)
     skull: float
     scalp: float
+    heart: tuple[float, float]  # u, v of the heart's centre
+
+    @property
+    def mandible_height(self) -> float:
+        return self.w_occlusal - self.w_mandible
+
+    @property
+    def vertex(self) -> float:
+        return self.brain_centre[1] + self.brain[2] + self.skull + self.scalp
 
     def spine_v(self, w):
         """v of the vertebral body centre at height ``w`` (cervical lordosis: bowed anteriorly)."""
-        t = np.clip(np.asarray(w) / max(self.w_skull, 1.0), 0.0, 1.0)
+        t = np.clip((np.asarray(w) - self.w_clavicle) / max(self.w_skull - self.w_clavicle, 1.0), 0.0, 1.0)
         return self.v_spine - self.lordosis * (np.sin(np.pi * t) - 0.5)
 
     def airway_v(self, w):
         return self.spine_v(w) - self.airway_gap
 
     def neck_half_width(self, w):
-        """Lateral half-width (mm) of the neck/face outline at height ``w`` (before the outline harmonics)."""
+        """Lateral half-width (mm) of the body outline at height ``w`` (before the outline harmonics)."""
         w = np.asarray(w, dtype=np.float64)
         face = sigmoid((w - (self.w_mandible - 4.0)) / 4.0)
-        shoulders = self.shoulders * sigmoid((0.12 * self.height - w) / 6.0)
+        shoulders = self.shoulders * sigmoid((self.w_clavicle + 5.0 - w) / 7.0)
         return self.neck_a + (self.face_a - self.neck_a) * face + shoulders
 
+    def half_depths(self, w):
+        """(front, back) half-depths (mm) of the body outline at height ``w``."""
+        w = np.asarray(w, dtype=np.float64)
+        face = sigmoid((w - (self.w_mandible - 4.0)) / 4.0)
+        chest = (self.chest_b - self.neck_b) * sigmoid((self.w_clavicle - 5.0 - w) / 8.0)
+        front = self.neck_b + chest + (self.face_front - self.neck_b) * face
+        back = self.neck_b + chest + (self.face_back - self.neck_b) * face
+        return front, back
 
-def draw_anatomy(rng: np.random.Generator, grid: Grid) -> tuple[Anatomy, float, float]:
-    """A random plausible anatomy for ``grid`` and the body centre (cx, cy) in mm that fits it in the FOV."""
-    height = (grid.shape[0] - 1) * grid.spacing[2]
-    neck_a, neck_b = rng.uniform(50, 58), rng.uniform(48, 56)
+
+def draw_anatomy(rng: np.random.Generator) -> Anatomy:
+    """A random plausible adult anatomy (sizes and landmark heights vary per patient)."""
+    s = rng.uniform(0.9, 1.1)  # patient size: heights and the neck's girth
+    neck_a, neck_b = rng.uniform(48, 62) * s, rng.uniform(46, 58) * s
     v_spine = rng.uniform(-2, 4)
     airway_gap = rng.uniform(21, 26)
     mand_a, mand_b = rng.uniform(40, 46), rng.uniform(44, 50)
     v_mand = v_spine - airway_gap + rng.uniform(-1, 5)
-    brain = (rng.uniform(58, 65), rng.uniform(70, 78), rng.uniform(55, 65))
+    brain = (rng.uniform(60, 68), rng.uniform(75, 84), rng.uniform(62, 70))
     skull, scalp = rng.uniform(5, 7), rng.uniform(4, 6)
-    w_skull = height * rng.uniform(0.74, 0.79)
-    w_mandible = height * rng.uniform(0.33, 0.38)
-    anatomy = Anatomy(
-        height=height,
-        w_skull=w_skull,
+    w_skull = 238.0 * s + rng.uniform(-5, 5)
+    w_mandible = 172.0 * s + rng.uniform(-5, 5)
+    w_occlusal = w_mandible + rng.uniform(24, 30)
+    return Anatomy(
+        w_heart=rng.uniform(20, 35),
+        w_clavicle=85.0 * s + rng.uniform(-6, 6),
+        w_lung_apex=100.0 * s + rng.uniform(-5, 5),
+        w_thyroid=113.0 * s + rng.uniform(-5, 5),
+        w_larynx=125.0 * s + rng.uniform(-4, 4),
+        w_cords=140.0 * s + rng.uniform(-4, 4),
+        w_hyoid=w_mandible - rng.uniform(6, 12),
         w_mandible=w_mandible,
-        w_oropharynx=w_mandible + rng.uniform(4, 12),
-        w_larynx=height * rng.uniform(0.18, 0.24),
+        w_oropharynx=w_mandible + rng.uniform(8, 16),
+        w_occlusal=w_occlusal,
+        w_palate=w_occlusal + rng.uniform(14, 20),
+        w_skull=w_skull,
         neck_a=neck_a,
         neck_b=neck_b,
-        shoulders=rng.uniform(10, 22),
-        face_a=neck_a + rng.uniform(6, 12),
+        shoulders=rng.uniform(90, 130) * s,
+        chest_b=rng.uniform(85, 110) * s,
+        face_a=neck_a + rng.uniform(6, 14),
         face_front=-(v_mand - mand_b) + rng.uniform(8, 12),
         face_back=neck_b + rng.uniform(0, 6),
-        fat=rng.uniform(4, 9),
+        fat=rng.uniform(3, 14),
         outline=tuple((k, rng.uniform(0.01, 0.035), rng.uniform(0, 2 * np.pi)) for k in (2, 3, 4)),
         v_spine=v_spine,
-        lordosis=rng.uniform(3, 7),
-        vertebra=(rng.uniform(9, 11), rng.uniform(7.5, 9)),
+        lordosis=rng.uniform(3, 8),
+        vertebra=(rng.uniform(9, 12), rng.uniform(7.5, 9.5)),
         vertebra_period=rng.uniform(17, 21),
         disc=rng.uniform(4, 6),
         disc_phase=rng.uniform(0, 21),
         canal_r=rng.uniform(6.5, 8),
         airway_gap=airway_gap,
-        trachea_r=rng.uniform(7, 9),
-        oropharynx=(rng.uniform(9, 13), rng.uniform(5, 8)),
+        trachea_r=rng.uniform(7, 9.5),
+        oropharynx=(rng.uniform(8, 14), rng.uniform(4, 8)),
         mandible=(mand_a, mand_b, v_mand),
-        mandible_height=rng.uniform(24, 30),
         brain=brain,
-        brain_centre=(rng.uniform(2, 10), w_skull + brain[2] - rng.uniform(0, 4)),
+        brain_centre=(rng.uniform(4, 12), w_skull + brain[2] - rng.uniform(14, 20)),
         skull=skull,
         scalp=scalp,
+        heart=(rng.uniform(10, 25), rng.uniform(-35, -15)),
     )
-    # centre the body's antero-posterior extent in the field of view, then shift it a little at random
-    head = brain[1] + skull + scalp
-    front = max(anatomy.face_front, head - anatomy.brain_centre[0])
-    back = max(anatomy.face_back, head + anatomy.brain_centre[0])
-    x, y, _ = grid.axes()
-    slack_y = max(0.0, (y[-1] - y[0]) / 2 - (front + back) / 2 - 4.0)
-    slack_x = max(0.0, (x[-1] - x[0]) / 2 - max(brain[0] + skull + scalp, anatomy.neck_a + anatomy.shoulders) - 4.0)
-    cx = (x[0] + x[-1]) / 2 + rng.uniform(-1, 1) * min(slack_x, 8.0)
-    cy = (y[0] + y[-1]) / 2 + (front - back) / 2 + rng.uniform(-1, 1) * min(slack_y, 6.0)
-    return anatomy, float(cx), float(cy)
 
 
-def paint_anatomy(canvas: Canvas, anatomy: Anatomy, rng: np.random.Generator) -> None:
-    """Paints body, fat, muscle, airway, glands, spine, mandible and head into ``canvas.tissue`` (in place)."""
-    _paint_body(canvas, anatomy)
-    _paint_soft_organs(canvas, anatomy, rng)
-    _paint_airway(canvas, anatomy)
-    _paint_spine(canvas, anatomy)
-    _paint_mandible(canvas, anatomy)
-    _paint_head(canvas, anatomy)
-
-
-def _paint_body(canvas: Canvas, an: Anatomy) -> None:
-    """Neck and face: an elliptic cylinder whose axes vary along z (wider shoulders at the bottom, the face
-    reaching forward above the mandible) with a wavy outline; subcutaneous fat under the skin."""
+def paint_body(canvas: Canvas, an: Anatomy) -> None:
+    """Body and head: an elliptic cylinder whose axes vary along z (the shoulders and chest at the bottom, the
+    face reaching forward above the mandible) with a wavy outline, the head an ellipsoid around the brain;
+    subcutaneous fat under the skin and fat planes between the neck muscles."""
     block = canvas.block()
     w = block.w
-    face = sigmoid((w - (an.w_mandible - 4.0)) / 4.0)
     a = an.neck_half_width(w)
-    b_front = an.neck_b + (an.face_front - an.neck_b) * face
-    b_back = an.neck_b + (an.face_back - an.neck_b) * face
-    b = np.where(block.v < 0, b_front, b_back)  # (Z, Y, 1)
+    front, back = an.half_depths(w)
+    b = np.where(block.v < 0, front, back)  # (Z, Y, 1)
     theta = np.arctan2(block.v, block.u)  # (1, Y, X)
     radius = 1.0 + sum(amp * np.cos(k * theta + phase) for k, amp, phase in an.outline)
     r2 = (radius**2).astype(np.float32)
@@ -152,58 +173,24 @@ def _paint_body(canvas: Canvas, an: Anatomy) -> None:
     canvas.paint(head_block, ellipsoid(head_block, head_centre, head_axes), Tissue.FAT)
     canvas.paint(block, inner, Tissue.SOFT)
     canvas.paint(head_block, ellipsoid(head_block, head_centre, head_axes - 2.5), Tissue.SOFT)
-    # fat between the neck muscles: the posterior cervical triangles, below the mandible
-    low = canvas.block(w_range=(0, an.w_mandible))
+    # fat of the posterior cervical triangles, between the neck muscles below the mandible
+    low = canvas.block(w_range=(an.w_clavicle, an.w_mandible))
     for side in (-1, 1):
         a_low = an.neck_half_width(low.w)
         fat = ellipse(low, side * (a_low - an.fat - 12.0), 0.35 * an.neck_b, 9.0, 11.0)
         canvas.paint(low, fat, Tissue.FAT, only=(Tissue.SOFT,))
 
 
-def _paint_soft_organs(canvas: Canvas, an: Anatomy, rng: np.random.Generator) -> None:
-    """Palatine tonsils beside the oropharynx, parotid glands behind the mandible's ramus, submandibular
-    glands under the mandible's body (all bilateral)."""
-    mand_a, _, v_mand = an.mandible
-    w_oro = an.w_oropharynx
-    v_air = float(an.airway_v(w_oro))
-    organs = (
-        (Tissue.TONSIL, an.oropharynx[0] + 5.0, v_air, w_oro + 4.0, (6.0, 8.0, 11.0)),
-        (Tissue.PAROTID, mand_a + 7.0, v_mand + 20.0, an.w_mandible + 32.0, (9.0, 14.0, 18.0)),
-        (Tissue.SUBMANDIBULAR, mand_a - 13.0, v_mand - 14.0, an.w_mandible - 4.0, (9.0, 10.0, 9.0)),
-    )
-    for tissue, u, v, w, axes in organs:
-        axes = np.asarray(axes) * rng.uniform(0.85, 1.15, size=3)
-        for side in (-1, 1):
-            centre = (side * u + rng.uniform(-2, 2), v + rng.uniform(-2, 2), w + rng.uniform(-3, 3))
-            block = canvas.block(*[(c - r, c + r) for c, r in zip(centre, axes, strict=True)])
-            canvas.paint(block, ellipsoid(block, centre, axes), tissue, only=(Tissue.SOFT, Tissue.FAT))
-
-
-def _paint_airway(canvas: Canvas, an: Anatomy) -> None:
-    """Trachea/larynx (round) up to the larynx, the wider oropharynx and nasopharynx above it, up to the
-    skull base; the maxillary sinuses beside the nasal cavity."""
-    top = an.w_skull - 6.0
-    block = canvas.block(w_range=(0, top), u_range=(-25, 25), v_range=(-60, 30))
-    w = block.w
-    oro = sigmoid((w - an.w_larynx) / 5.0)
-    a = an.trachea_r + (an.oropharynx[0] - an.trachea_r) * oro
-    b = an.trachea_r * 0.85 + (an.oropharynx[1] - an.trachea_r * 0.85) * oro
-    canvas.paint(block, ellipse(block, 0.0, an.airway_v(w), a, b), Tissue.AIRWAY, only=(Tissue.SOFT,))
-    v_sinus = float(an.airway_v(an.w_skull)) - 30.0
-    w_sinus = an.w_skull - 12.0
-    for side in (-1, 1):
-        centre, axes = (side * 24.0, v_sinus, w_sinus), (11.0, 13.0, 14.0)
-        block = canvas.block(*[(c - r, c + r) for c, r in zip(centre, axes, strict=True)])
-        canvas.paint(block, ellipsoid(block, centre, axes), Tissue.AIRWAY, only=(Tissue.SOFT, Tissue.FAT))
-
-
-def _paint_spine(canvas: Canvas, an: Anatomy) -> None:
-    """Cervical vertebrae up to the skull base: body (cortical rim, cancellous core), discs between the
-    bodies, spinal canal, and the arch with spinous and transverse processes."""
-    block = canvas.block(w_range=(0, an.w_skull), u_range=(-35, 35))
+def paint_spine(canvas: Canvas, an: Anatomy) -> None:
+    """Cervical and upper thoracic vertebrae up to the skull base: body (cortical rim, cancellous core), discs
+    between the bodies, spinal canal, and the arch with spinous and transverse processes."""
+    block = canvas.block(w_range=(-np.inf, an.w_skull), u_range=(-35, 35))
+    if block.empty:
+        return
     w = block.w
     vs = an.spine_v(w)
     va, vb = an.vertebra
+    va = va + 4.0 * sigmoid((an.w_clavicle - w) / 10.0)  # thoracic bodies are larger
     in_disc = np.mod(w - an.disc_phase, an.vertebra_period) < an.disc  # (Z, 1, 1)
     body = ellipse(block, 0.0, vs, va, vb)
     core = ellipse(block, 0.0, vs, va - 1.8, vb - 1.8)
@@ -221,36 +208,26 @@ def _paint_spine(canvas: Canvas, an: Anatomy) -> None:
     canvas.paint(block, canal, Tissue.CORD)
 
 
-def _paint_mandible(canvas: Canvas, an: Anatomy) -> None:
-    """The mandible's body (an anterior horseshoe, 10 mm thick) and its two rami rising towards the skull base."""
-    mand_a, mand_b, v_mand = an.mandible
-    w0, w1 = an.w_mandible, an.w_mandible + an.mandible_height
-    block = canvas.block(w_range=(w0, w1))
-    outer = ellipse(block, 0.0, v_mand, mand_a, mand_b)
-    inner = ellipse(block, 0.0, v_mand, mand_a - 10.0, mand_b - 10.0)
-    core_out = ellipse(block, 0.0, v_mand, mand_a - 2.0, mand_b - 2.0)
-    core_in = ellipse(block, 0.0, v_mand, mand_a - 8.0, mand_b - 8.0)
-    front = block.v <= v_mand + 6.0
-    canvas.paint(block, outer & ~inner & front, Tissue.CORTICAL)
-    canvas.paint(block, core_out & ~core_in & front, Tissue.CANCELLOUS)
-    ramus = canvas.block(w_range=(w0 + 4.0, an.w_skull - 4.0))
+def paint_airway(canvas: Canvas, an: Anatomy) -> None:
+    """Trachea (round) up to the cricoid, the larynx and the wider oropharynx above it, the nasopharynx up to
+    the skull base; the nasal cavity in front of it above the palate; the maxillary sinuses beside it."""
+    top = an.w_skull - 8.0
+    block = canvas.block(w_range=(-np.inf, top), u_range=(-25, 25), v_range=(-70, 40))
+    if not block.empty:
+        w = block.w
+        oro = sigmoid((w - an.w_larynx) / 5.0)
+        a = an.trachea_r + (an.oropharynx[0] - an.trachea_r) * oro
+        b = an.trachea_r * 0.85 + (an.oropharynx[1] - an.trachea_r * 0.85) * oro
+        canvas.paint(block, ellipse(block, 0.0, an.airway_v(w), a, b), Tissue.AIRWAY, only=(Tissue.SOFT,))
+    nasal = canvas.block(w_range=(an.w_palate + 2.0, an.w_skull + 22.0), u_range=(-14, 14))
+    if not nasal.empty:
+        v_back = float(an.airway_v(an.w_palate))
+        cavity = (np.abs(nasal.u) <= 11.0) & (nasal.v >= v_back - 62.0) & (nasal.v <= v_back + 4.0)
+        septum = np.abs(nasal.u) <= 1.2
+        turbinates = np.abs(np.abs(nasal.u) - 8.0) <= 2.0
+        wave = np.cos(nasal.w / 5.0) > 0.3  # the turbinates seen as soft-tissue shelves every few mm
+        canvas.paint(nasal, cavity & ~septum & ~(turbinates & wave), Tissue.AIRWAY, only=(Tissue.SOFT, Tissue.FAT))
+    v_sinus = float(an.airway_v(an.w_palate)) - 34.0
+    w_sinus = an.w_palate + 14.0
     for side in (-1, 1):
-        u0 = side * (mand_a - 4.0)
-        plate = (np.abs(ramus.u - u0) <= 3.5) & (ramus.v >= v_mand) & (ramus.v <= v_mand + 26.0)
-        marrow = (np.abs(ramus.u - u0) <= 1.5) & (ramus.v >= v_mand + 2.0) & (ramus.v <= v_mand + 24.0)
-        canvas.paint(ramus, plate, Tissue.CORTICAL)
-        canvas.paint(ramus, marrow, Tissue.CANCELLOUS)
-
-
-def _paint_head(canvas: Canvas, an: Anatomy) -> None:
-    """Skull (a shell around the brain, closing as the skull base below it) and the brain: a grey-matter
-    cortex around white matter."""
-    axes = np.asarray(an.brain)
-    centre = (0.0, *an.brain_centre)
-    block = canvas.block(w_range=(an.brain_centre[1] - axes[2] - an.skull, np.inf))
-    skull = ellipsoid(block, centre, axes + an.skull)
-    brain = ellipsoid(block, centre, axes)
-    white = ellipsoid(block, centre, axes - 7.0)  # a cortex ~7 mm thick (folded cortex, seen at PET resolution)
-    canvas.paint(block, skull & ~brain, Tissue.CORTICAL)
-    canvas.paint(block, brain, Tissue.GREY_MATTER)
-    canvas.paint(block, white, Tissue.WHITE_MATTER)
+        blob(canvas, (side * 25.0, v_sinus, w_sinus), (11.0, 14.0, 15.0), Tissue.AIRWAY, only=(Tissue.SOFT, Tissue.FAT))

@@ -2,8 +2,9 @@
 coordinates in mm.
 
 Patient frame used here (mm): ``u`` = x - body centre (towards the patient's left, LPS), ``v`` = y -
-body centre (towards posterior), ``w`` = z - z of the first slice (towards the head). Array order is
-(z, y, x) as everywhere in :mod:`DualDINOv3Lib.data`; the direction is the identity (axial, LPS).
+body centre (towards posterior), ``w`` = height above a fixed anatomical origin (the top of the heart), so the
+anatomy is drawn once per patient and the CT grid is a window onto it (``w`` of its first slice: ``w_start``).
+Array order is (z, y, x) as everywhere in :mod:`DualDINOv3Lib.data`; the direction is the identity (axial, LPS).
 """
 
 from __future__ import annotations
@@ -15,32 +16,54 @@ import numpy as np
 
 from ..errors import ConfigError
 
-MIN_FOV_XY_MM = 200.0
-"""The head (skull and scalp) needs about 200 mm across, front to back, in-plane."""
-MIN_FOV_Z_MM = 100.0
-"""From the lower neck to the brain: the anatomy is laid out over the z extent, which must be at least this."""
+MIN_FOV_XY_MM = 140.0
+"""In-plane field of view of the smallest grid accepted: a HECKTOR-2020-style 144 mm crop."""
+MIN_FOV_Z_MM = 90.0
+"""Along z the grid must hold the primary tumour's region and the upper neck's lymph-node levels."""
 
 
 class Tissue(IntEnum):
-    """Tissue classes of the phantom (uint8 values of :attr:`Canvas.tissue`)."""
+    """Tissue classes of the phantom (uint8 values of :attr:`Canvas.tissue`). Each has its own HU and SUV
+    ranges (:mod:`.ct_image`, :mod:`.pet_image`); the label is GTVp where GTVP or NECROSIS, GTVn where GTVN
+    or NODE_CYST."""
 
     AIR = 0
     FAT = 1
-    SOFT = 2  # muscle and other soft tissue
+    SOFT = 2  # connective and other soft tissue
     CORTICAL = 3
-    CANCELLOUS = 4  # vertebral and mandibular marrow
-    AIRWAY = 5  # air inside the body: pharynx, larynx, trachea, maxillary sinuses
+    CANCELLOUS = 4  # vertebral, mandibular and humeral marrow
+    AIRWAY = 5  # air inside the body: pharynx, larynx, trachea, nasal cavity, sinuses
     GREY_MATTER = 6
     WHITE_MATTER = 7
     CORD = 8  # spinal canal
     DISC = 9
-    TONSIL = 10
+    TONSIL = 10  # lymphoid tissue of Waldeyer's ring: palatine and lingual tonsils, adenoid
     PAROTID = 11
     SUBMANDIBULAR = 12
     GTVP = 13
     GTVN = 14
+    MUSCLE = 15  # named muscles: sternocleidomastoid, paraspinal, pterygoid, scalene
+    TONGUE = 16
+    VOCAL_CORDS = 17
+    CARTILAGE = 18  # thyroid and cricoid cartilage, partly calcified
+    THYROID = 19
+    VESSEL = 20  # carotid arteries and jugular veins
+    BROWN_FAT = 21  # supraclavicular and cervical fat depots that may take up FDG
+    LUNG = 22
+    MYOCARDIUM = 23
+    BLOOD = 24  # heart chambers and aorta
+    TOOTH = 25
+    METAL = 26  # dental fillings and implants
+    CEREBELLUM = 27
+    BRAINSTEM = 28
+    EYE = 29
+    COUCH = 30  # the scanner table, outside the body
+    NECROSIS = 31  # necrotic core of a GTVp (labelled GTVp)
+    NODE_CYST = 32  # cystic centre of a lymph node (labelled GTVn)
 
 
+GTVP_TISSUES = (Tissue.GTVP, Tissue.NECROSIS)
+GTVN_TISSUES = (Tissue.GTVN, Tissue.NODE_CYST)
 BONE = (Tissue.CORTICAL, Tissue.CANCELLOUS)
 LESION_HOST = (
     Tissue.FAT,
@@ -49,8 +72,13 @@ LESION_HOST = (
     Tissue.TONSIL,
     Tissue.PAROTID,
     Tissue.SUBMANDIBULAR,
+    Tissue.MUSCLE,
+    Tissue.TONGUE,
+    Tissue.BROWN_FAT,
+    Tissue.VOCAL_CORDS,
 )
-"""Tissues a tumour may grow into (it fills the airway; it never replaces bone, discs, cord or brain)."""
+"""Tissues a tumour may grow into (it fills the airway; it never replaces bone, cartilage, vessels, cord or
+brain)."""
 
 
 @dataclass(frozen=True)
@@ -109,12 +137,13 @@ class Block:
 
 
 class Canvas:
-    """The tissue map being painted, with the patient frame: body centre ``(cx, cy)`` in mm (x, y)."""
+    """The tissue map being painted, with the patient frame: body centre ``(cx, cy)`` in mm (x, y) and the
+    height ``w_start`` of the first slice."""
 
-    def __init__(self, grid: Grid, cx: float, cy: float) -> None:
+    def __init__(self, grid: Grid, cx: float, cy: float, w_start: float = 0.0) -> None:
         x, y, z = grid.axes()
         self.grid = grid
-        self.u, self.v, self.w = x - cx, y - cy, z - z[0]
+        self.u, self.v, self.w = x - cx, y - cy, z - z[0] + w_start
         self.tissue = np.zeros(grid.shape, dtype=np.uint8)
 
     def block(self, u_range=None, v_range=None, w_range=None) -> Block:
@@ -157,3 +186,27 @@ def ellipsoid(block: Block, centre, axes) -> np.ndarray:
         + ((block.v - centre[1]) / axes[1]) ** 2
         + ((block.w - centre[2]) / axes[2]) ** 2
     ) <= 1.0
+
+
+def segment_distance(block: Block, start, end) -> np.ndarray:
+    """Distance (mm) of every voxel of ``block`` from the line segment ``start``-``end`` (u, v, w)."""
+    a, d = np.asarray(start, dtype=np.float64), np.subtract(end, start).astype(np.float64)
+    du, dv, dw = block.u - a[0], block.v - a[1], block.w - a[2]
+    t = np.clip((du * d[0] + dv * d[1] + dw * d[2]) / max(float(d @ d), 1e-9), 0.0, 1.0)
+    return np.sqrt((du - t * d[0]) ** 2 + (dv - t * d[1]) ** 2 + (dw - t * d[2]) ** 2)
+
+
+def tube(canvas: Canvas, start, end, radius: float, tissue: Tissue, only: tuple[Tissue, ...] | None = None) -> None:
+    """Paints a round tube of ``radius`` mm around the segment ``start``-``end`` (patient frame)."""
+    lo = np.minimum(start, end) - radius
+    hi = np.maximum(start, end) + radius
+    block = canvas.block((lo[0], hi[0]), (lo[1], hi[1]), (lo[2], hi[2]))
+    if not block.empty:
+        canvas.paint(block, segment_distance(block, start, end) <= radius, tissue, only=only)
+
+
+def blob(canvas: Canvas, centre, axes, tissue: Tissue, only: tuple[Tissue, ...] | None = None) -> None:
+    """Paints an axis-aligned ellipsoid (``centre`` and half-``axes`` in mm, patient frame)."""
+    block = canvas.block(*[(c - r, c + r) for c, r in zip(centre, axes, strict=True)])
+    if not block.empty:
+        canvas.paint(block, ellipsoid(block, centre, axes), tissue, only=only)

@@ -1,5 +1,7 @@
-"""Tumours of the synthetic phantoms: an irregular primary tumour (GTVp) near the oropharynx and up to three
-lymph nodes (GTVn) along the neck, each sized to a target volume measured on the CT grid.
+"""Tumours of the synthetic phantoms: an irregular primary tumour (GTVp) in the oropharynx (tonsil, base of
+tongue, posterior wall) or a neighbouring site (soft palate, supraglottic larynx), and up to three lymph nodes
+(GTVn) at nodal levels II-IV along the jugular chain, each sized to a target volume measured on the CT grid.
+Large primaries may have a necrotic core, some nodes a cystic centre: still labelled as tumour.
 
 A lesion is a union of randomly oriented ellipsoids roughened by a few low-frequency waves; scaling that
 shape by ``s`` scales its volume by about ``s**3``, so a bisection on ``s`` hits a target volume. The lesion
@@ -36,6 +38,12 @@ class Lesion:
     centre: tuple[float, float, float]
     scale: float
     waves: np.ndarray  # (n, 4): wave vector (1/mm, u v w) and phase, for the uptake texture
+
+    def core(self, fraction: float) -> np.ndarray:
+        """The lesion's voxels (block mask) within ``fraction`` of its equivalent radius from its centre."""
+        block = self.block
+        d2 = (block.u - self.centre[0]) ** 2 + (block.v - self.centre[1]) ** 2 + (block.w - self.centre[2]) ** 2
+        return self.mask & (d2 <= (fraction * _equivalent_radius(self.cm3)) ** 2)
 
 
 class _Shape:
@@ -109,45 +117,66 @@ def _size_lesion(
     return block, mask, cm3, scale
 
 
-def place_primary(canvas: Canvas, an: Anatomy, rng: np.random.Generator, stratum: str, tries: int = 8) -> Lesion:
-    """Paints the GTVp near the oropharynx (tonsil, tongue base or posterior wall) with a volume in ``stratum``."""
+def place_primary(
+    canvas: Canvas, an: Anatomy, rng: np.random.Generator, stratum: str, w_window: tuple[float, float], tries: int = 8
+) -> Lesion:
+    """Paints the GTVp with a volume in ``stratum`` at an oropharyngeal or neighbouring site whose height lies
+    in ``w_window``; large ones get a necrotic core (:data:`Tissue.NECROSIS`) in about 40 %."""
     low, high = STRATUM_TARGETS_CM3[stratum]
     for _ in range(tries):
         target = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-        site = rng.choice(3)
-        w = an.w_oropharynx + rng.uniform(-6, 8)
+        site = rng.choice(5, p=(0.35, 0.3, 0.1, 0.12, 0.13))
+        w = float(np.clip(an.w_oropharynx + rng.uniform(-6, 8), *w_window))
         v_air = float(an.airway_v(w))
         if site == 0:  # lateral wall: tonsil
             centre = (rng.choice((-1, 1)) * (an.oropharynx[0] + rng.uniform(2, 7)), v_air + rng.uniform(-3, 3), w)
         elif site == 1:  # base of tongue, in front of the airway
             centre = (rng.uniform(-6, 6), v_air - an.oropharynx[1] - rng.uniform(4, 9), w)
-        else:  # posterior pharyngeal wall, between airway and spine
+        elif site == 2:  # posterior pharyngeal wall, between airway and spine
             centre = (rng.uniform(-6, 6), v_air + an.oropharynx[1] + rng.uniform(1, 3), w)
+        elif site == 3:  # soft palate, above the oropharynx
+            w = float(np.clip(an.w_occlusal + rng.uniform(4, 12), *w_window))
+            centre = (rng.uniform(-8, 8), float(an.airway_v(w)) - rng.uniform(2, 8), w)
+        else:  # supraglottic larynx / hypopharynx, below it
+            w = float(np.clip(an.w_cords + rng.uniform(6, 18), *w_window))
+            centre = (rng.uniform(-10, 10), float(an.airway_v(w)) + rng.uniform(-4, 4), w)
         shape = _Shape(rng, n_lobes=int(rng.integers(2, 5)), elongation=rng.uniform(1.0, 1.5))
         block, mask, cm3, scale = _size_lesion(canvas, shape, centre, target, LESION_HOST)
         if stratum_of(cm3) == stratum:
             canvas.paint(block, mask, Tissue.GTVP)
-            return Lesion(block, mask, cm3, tuple(map(float, centre)), scale, shape.waves)
+            lesion = Lesion(block, mask, cm3, tuple(map(float, centre)), scale, shape.waves)
+            if cm3 > 8.0 and rng.random() < 0.4:
+                canvas.paint(block, lesion.core(rng.uniform(0.35, 0.6)), Tissue.NECROSIS)
+            return lesion
     raise DualDINOv3Error(f"could not place a {stratum} primary tumour in {tries} tries; try another seed")
 
 
 def place_nodes(
-    canvas: Canvas, an: Anatomy, rng: np.random.Generator, n_nodes: int, primary: Lesion, tries: int = 100
+    canvas: Canvas,
+    an: Anatomy,
+    rng: np.random.Generator,
+    n_nodes: int,
+    primary: Lesion,
+    w_window: tuple[float, float],
+    tries: int = 100,
 ) -> list[Lesion]:
-    """Paints ``n_nodes`` lymph nodes (GTVn) beside the jugular chain, below the mandible, clear of the
-    GTVp and of each other (at least 3 mm between their bounding spheres). Where space is short, later
-    tries draw smaller nodes."""
+    """Paints ``n_nodes`` lymph nodes (GTVn) at levels II-IV (from the mandible down to the clavicle, beside
+    the jugular chain) within ``w_window``, clear of the GTVp and of each other (at least 3 mm between their
+    bounding spheres); about 20 % get a cystic centre (:data:`Tissue.NODE_CYST`). Where space is short,
+    later tries draw smaller nodes."""
     nodes: list[Lesion] = []
     occupied = [(np.asarray(primary.centre), _equivalent_radius(primary.cm3) * 1.3)]
     allowed = tuple(t for t in LESION_HOST if t != Tissue.AIRWAY)
     low, high = NODE_TARGET_CM3
+    w_low = max(an.w_clavicle + 8.0, w_window[0])
+    w_high = max(w_low + 5.0, min(an.w_mandible + 8.0, w_window[1]))
     for attempt in range(tries):
         if len(nodes) == n_nodes:
             break
         high_now = max(low * 1.5, high * (1.0 - 0.8 * attempt / tries))
         target = float(np.exp(rng.uniform(np.log(low), np.log(high_now))))
         radius = _equivalent_radius(target) * 1.4
-        w = rng.uniform(0.06 * an.height, an.w_mandible + 8.0)
+        w = rng.uniform(w_low, w_high)
         u = rng.choice((-1, 1)) * rng.uniform(0.48, 0.62) * float(an.neck_half_width(w))
         centre = np.array([u, float(an.spine_v(w)) - rng.uniform(4, 16), w])
         if any(np.linalg.norm(centre - c) < radius + r + 3.0 for c, r in occupied):
@@ -158,7 +187,10 @@ def place_nodes(
             continue
         canvas.paint(block, mask, Tissue.GTVN)
         occupied.append((centre, radius))
-        nodes.append(Lesion(block, mask, cm3, tuple(map(float, centre)), scale, shape.waves))
+        node = Lesion(block, mask, cm3, tuple(map(float, centre)), scale, shape.waves)
+        if cm3 > 1.5 and rng.random() < 0.2:
+            canvas.paint(block, node.core(rng.uniform(0.4, 0.7)), Tissue.NODE_CYST)
+        nodes.append(node)
     if len(nodes) != n_nodes:
         raise DualDINOv3Error(f"could place only {len(nodes)} of {n_nodes} lymph nodes; try another seed")
     return nodes
@@ -178,14 +210,3 @@ def texture(lesion: Lesion, strength: float) -> np.ndarray:
     s = lesion.scale
     waves = sum(np.cos(k[0] * du / s + k[1] * dv / s + k[2] * dw / s + k[3] + 1.0) for k in lesion.waves)
     return 1.0 + strength * waves / len(lesion.waves)
-
-
-def necrosis(lesion: Lesion, depth: float) -> np.ndarray:
-    """Uptake factor falling to ``1 - depth`` at the lesion's centre (a necrotic core), 1D in mask order."""
-    block = lesion.block
-    d = np.sqrt(
-        (block.u - lesion.centre[0]) ** 2 + (block.v - lesion.centre[1]) ** 2 + (block.w - lesion.centre[2]) ** 2
-    )
-    d = np.broadcast_to(d, lesion.mask.shape)[lesion.mask]
-    r = 0.55 * _equivalent_radius(lesion.cm3)
-    return 1.0 - depth * np.exp(-((d / r) ** 2))
