@@ -7,13 +7,14 @@ cannot rely on any one of them. The ranges and why:
 ====================================  ===============================  =========================================
 what                                  range                            why
 ====================================  ===============================  =========================================
-field of view along z                 HECKTOR 144 mm crop (35 %),      HECKTOR 2020 crops 144 mm around the
+field of view along z                 HECKTOR 144 mm crop (30 %),      HECKTOR 2020 crops 144 mm around the
                                       full head and neck from the      oropharynx; clinical head-and-neck scans
                                       upper thorax to the skull or     run from the aortic arch to the skull
-                                      vertex (40 %), scans that start  base or vertex; many start in the brain
-                                      in the brain (25 %)
+                                      vertex (35 %), scans that start  base or vertex; many start in the brain;
+                                      in the brain (20 %), whole body  users also load whole-body PET/CT, whose
+                                      from the thighs (15 %)           bladder, kidneys and bowel are hot
 CT slice thickness                    1.5-5 mm                         clinical H&N protocols (1-5 mm)
-CT in-plane voxel                     0.8-1.6 mm, FOV 144-410 mm       512^2 over 250-500 mm, or crops
+CT in-plane voxel                     0.8-2.3 mm, FOV 144-600 mm       512^2 over 250-600 mm, or crops
 PET voxel in-plane / along z          2.0-5.5 mm / 2.0-4.0 mm          128^2-400^2 matrices, 2-4 mm slices
 PET resolution (PSF FWHM)             4-8 mm                           PSF/TOF scanners to older BGO systems
                                                                        and smoothing filters
@@ -40,10 +41,11 @@ import numpy as np
 
 from .anatomy import Anatomy
 
-FOV_MODES = ("hecktor", "head_neck", "brain")
-_FOV_P = (0.35, 0.4, 0.25)
+FOV_MODES = ("hecktor", "head_neck", "brain", "whole_body")
+_FOV_P = (0.3, 0.35, 0.2, 0.15)
 _THICKNESS_MM = (1.5, 2.0, 2.5, 3.0, 3.27, 4.0, 5.0)
 MAX_SLICES = 160
+MAX_SLICES_WHOLE_BODY = 240
 MAX_IN_PLANE = 256
 
 
@@ -88,9 +90,11 @@ def draw_acquisition(
     if shape is None and spacing is None:
         low, high = _z_range(rng, an, fov)
         thickness = float(rng.choice(_THICKNESS_MM))
-        thickness = max(thickness, (high - low) / MAX_SLICES)
+        max_slices = MAX_SLICES_WHOLE_BODY if fov == "whole_body" else MAX_SLICES
+        thickness = max(thickness, (high - low) / max_slices)
         nz = round((high - low) / thickness) + 1
-        fov_xy = rng.uniform(144, 220) if fov == "hecktor" else rng.uniform(240, 410)
+        fov_xy = {"hecktor": (144, 220), "whole_body": (450, 600)}.get(fov, (240, 410))
+        fov_xy = rng.uniform(*fov_xy)
         pixel = max(rng.uniform(0.8, 1.6), fov_xy / MAX_IN_PLANE)
         n = round(fov_xy / pixel)
         shape, spacing, w_start = (nz, n, n), (pixel, pixel, thickness), low
@@ -137,4 +141,7 @@ def _z_range(rng: np.random.Generator, an: Anatomy, fov: str) -> tuple[float, fl
         return low, high
     if fov == "brain":
         return rng.uniform(an.w_clavicle - 10.0, an.w_larynx), rng.uniform(an.vertex - 40.0, an.vertex + 5.0)
+    if fov == "whole_body":  # from the thighs: a whole-body PET/CT that includes the head and neck
+        low = an.w_heart - rng.uniform(600.0, 800.0)
+        return low, rng.uniform(an.w_skull + 10.0, an.vertex + 5.0)
     raise ValueError(f"unknown field of view {fov!r}; expected one of {', '.join(FOV_MODES)}")

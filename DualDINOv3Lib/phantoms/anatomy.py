@@ -21,6 +21,9 @@ import numpy as np
 
 from .canvas import Canvas, Tissue, blob, ellipse, ellipsoid, sigmoid
 
+SPINE_BELOW_HEART_MM = 440.0
+"""The spine (down to the sacrum) ends this far below the top of the heart."""
+
 
 @dataclass(frozen=True)
 class Anatomy:
@@ -184,7 +187,7 @@ def paint_body(canvas: Canvas, an: Anatomy) -> None:
 def paint_spine(canvas: Canvas, an: Anatomy) -> None:
     """Cervical and upper thoracic vertebrae up to the skull base: body (cortical rim, cancellous core), discs
     between the bodies, spinal canal, and the arch with spinous and transverse processes."""
-    block = canvas.block(w_range=(-np.inf, an.w_skull), u_range=(-35, 35))
+    block = canvas.block(w_range=(an.w_heart - SPINE_BELOW_HEART_MM, an.w_skull), u_range=(-35, 35))
     if block.empty:
         return
     w = block.w

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .anatomy import Anatomy
+from .anatomy import SPINE_BELOW_HEART_MM, Anatomy
 from .canvas import Canvas, Tissue, blob, ellipse, tube
 
 SOFT_OR_FAT = (Tissue.SOFT, Tissue.FAT)
@@ -83,7 +83,7 @@ def paint_muscles(canvas: Canvas, an: Anatomy) -> None:
         sternum = (side * 18.0, -an.neck_b + 12.0, an.w_clavicle + 4.0)
         tube(canvas, mastoid, sternum, 10.0, Tissue.FAT, (Tissue.SOFT,))
         tube(canvas, mastoid, sternum, 7.5, Tissue.MUSCLE, SOFT_OR_FAT)
-    block = canvas.block(w_range=(-np.inf, an.w_skull - 4.0), u_range=(-45, 45))
+    block = canvas.block(w_range=(an.w_heart - SPINE_BELOW_HEART_MM, an.w_skull - 4.0), u_range=(-45, 45))
     if block.empty:
         return
     v_back = an.spine_v(block.w) + an.vertebra[1] + 2.0 * an.canal_r + 22.0

@@ -60,6 +60,11 @@ class Tissue(IntEnum):
     COUCH = 30  # the scanner table, outside the body
     NECROSIS = 31  # necrotic core of a GTVp (labelled GTVp)
     NODE_CYST = 32  # cystic centre of a lymph node (labelled GTVn)
+    KIDNEY = 33
+    URINE = 34  # renal pelvis and bladder: excreted FDG
+    LIVER = 35
+    SPLEEN = 36
+    BOWEL = 37  # stomach and bowel loops
 
 
 GTVP_TISSUES = (Tissue.GTVP, Tissue.NECROSIS)

@@ -40,6 +40,11 @@ _HU = {  # tissue: (low, high) of the per-patient HU without contrast
     Tissue.EYE: (0, 20),
     Tissue.NECROSIS: (10, 30),
     Tissue.NODE_CYST: (5, 25),
+    Tissue.KIDNEY: (25, 40),
+    Tissue.URINE: (0, 20),
+    Tissue.LIVER: (50, 65),
+    Tissue.SPLEEN: (40, 55),
+    Tissue.BOWEL: (10, 50),
 }
 _CONTRAST_HU = {  # extra HU with iodinated contrast: (low, high)
     Tissue.VESSEL: (120, 300),
@@ -49,6 +54,9 @@ _CONTRAST_HU = {  # extra HU with iodinated contrast: (low, high)
     Tissue.TONSIL: (15, 40),
     Tissue.TONGUE: (5, 20),
     Tissue.MUSCLE: (5, 15),
+    Tissue.KIDNEY: (80, 150),
+    Tissue.LIVER: (40, 60),
+    Tissue.SPLEEN: (40, 80),
 }
 
 

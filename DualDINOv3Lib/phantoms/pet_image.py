@@ -1,6 +1,7 @@
 """The FDG-PET of a phantom, in SUV on its own grid: physiological uptake per tissue (drawn per patient,
 including the hot structures that are not tumour: brain, cerebellum, Waldeyer's ring, glands, phonating vocal
-cords, active muscles, brown fat, myocardium, attenuation-correction artefacts at dental metal), tumour uptake,
+cords, active muscles, brown fat, myocardium, attenuation-correction artefacts at dental metal; in whole-body
+scans kidneys, urine in the renal pelvis and bladder, bowel, liver), tumour uptake,
 then the scanner: activity averaged onto a ~2.5 mm grid, a Gaussian PSF, the PET grid (with PET/CT
 misregistration), SUV calibration and correlated noise whose variance grows with the signal."""
 
@@ -40,6 +41,11 @@ _SUV = {  # tissue: (low, high) of the per-patient physiological SUV at rest
     Tissue.EYE: (0.3, 0.7),
     Tissue.NECROSIS: (0.3, 1.5),
     Tissue.NODE_CYST: (0.3, 1.2),
+    Tissue.KIDNEY: (2.0, 4.0),
+    Tissue.URINE: (5.0, 80.0),  # excreted FDG: the hottest thing in a whole-body scan
+    Tissue.LIVER: (1.5, 3.0),
+    Tissue.SPLEEN: (1.2, 2.5),
+    Tissue.BOWEL: (0.8, 5.0),
 }
 _ACTIVE = {  # tissue: (probability per patient, SUV range when active)
     Tissue.MUSCLE: (0.25, (2.0, 6.0)),  # tense neck muscles

@@ -22,6 +22,7 @@ from .anatomy import Anatomy, draw_anatomy, paint_airway, paint_body, paint_spin
 from .anatomy_head import paint_head, paint_jaws, paint_mouth
 from .anatomy_neck import paint_brown_fat, paint_larynx, paint_muscles, paint_thyroid, paint_vessels
 from .anatomy_thorax import paint_heart, paint_thorax
+from .anatomy_trunk import paint_trunk
 from .canvas import GTVN_TISSUES, GTVP_TISSUES, Canvas, Grid, check_ct_grid
 from .ct_image import ct_image
 from .lesions import place_nodes, place_primary
@@ -88,11 +89,12 @@ def make_phantom(
     (``"small"`` < 5 cm3, ``"medium"`` 5-15, ``"large"`` > 15), drawn at random when None. ``n_nodes``:
     0-3 lymph nodes (drawn when None). ``case_id``: default ``PHANTOM-<seed>``.
 
-    The scan is drawn from the seed (see :mod:`.acquisition` for the ranges): ``fov`` ``"hecktor"`` (a 144 mm
-    crop around the oropharynx), ``"head_neck"`` (upper thorax to skull base or vertex) or ``"brain"`` (from
-    the lower neck into the brain), drawn when None, with drawn voxel sizes. A given ``shape`` (z, y, x)
-    and/or ``spacing`` (x, y, z, mm) fixes the CT grid instead (default 48 x 168 x 168 voxels of
-    1.25 x 1.25 x 3 mm; at least 140 mm in-plane and 90 mm along z), centred on the oropharynx;
+    The scan is drawn from the seed (see :mod:`.acquisition` for the ranges): ``fov`` ``"hecktor"`` (a
+    144 mm crop around the oropharynx), ``"head_neck"`` (upper thorax to skull base or vertex), ``"brain"``
+    (from the lower neck into the brain) or ``"whole_body"`` (from the thighs), drawn when None, with drawn
+    voxel sizes. A given ``shape`` (z, y, x) and/or ``spacing`` (x, y, z, mm) fixes the CT grid instead
+    (default 48 x 168 x 168 voxels of 1.25 x 1.25 x 3 mm; at least 140 mm in-plane and 90 mm along z),
+    centred on the oropharynx;
     ``pet_spacing`` (x, y, z, mm) fixes the PET grid, which covers the CT's field of view.
     """
     fixed = shape is not None or spacing is not None
@@ -175,6 +177,7 @@ def _paint_patient(canvas: Canvas, an: Anatomy, rng: np.random.Generator) -> lis
     paint_body(canvas, an)
     paint_thorax(canvas, an)
     paint_heart(canvas, an)
+    paint_trunk(canvas, an, rng)
     paint_muscles(canvas, an)
     paint_brown_fat(canvas, an, rng)
     paint_vessels(canvas, an, rng)
