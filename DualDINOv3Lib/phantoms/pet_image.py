@@ -26,7 +26,7 @@ _SUV = {  # tissue: (low, high) of the per-patient physiological SUV at rest
     Tissue.GREY_MATTER: (6.0, 14.0),
     Tissue.CORD: (0.8, 1.5),
     Tissue.DISC: (0.4, 0.7),
-    Tissue.TONSIL: (1.5, 7.0),
+    Tissue.TONSIL: (1.5, 6.0),
     Tissue.PAROTID: (1.0, 3.0),
     Tissue.SUBMANDIBULAR: (1.2, 3.5),
     Tissue.MUSCLE: (0.6, 1.1),
@@ -80,7 +80,9 @@ def pet_image(
     lut *= np.float32(acq.uptake_scale)
     activity = lut[canvas.tissue]
 
-    suvmax = float(np.exp(rng.uniform(np.log(5.0), np.log(25.0))))
+    # SUVmax 5-25, higher in larger primaries (as SUVmax and tumour volume correlate in HNSCC)
+    size_factor = float(np.clip((primary.cm3 / 10.0) ** 0.15, 0.75, 1.25))
+    suvmax = float(np.clip(np.exp(rng.uniform(np.log(5.0), np.log(25.0))) * size_factor, 5.0, 25.0))
     strength = rng.uniform(0.1, 0.4)
     _paint_uptake(activity, canvas, primary, Tissue.GTVP, suvmax * texture(primary, strength) / (1.0 + strength))
     for node in nodes:
