@@ -70,9 +70,8 @@ def check_real_outputs(out: Path, data: Path, cases: list[MaskedCase], *, overwr
     resolved = out.resolve()
     for inside in [data, *(c.ct.parent for c in cases)]:
         if resolved == inside.resolve():
-            raise DualDINOv3Error(
-                f"--out {out} is the data folder {inside}; choose a folder of its own for the results"
-            )
+            what = "the data folder" if inside == data else "a case folder"
+            raise DualDINOv3Error(f"--out {out} is {what}; choose a folder of its own for the results")
     existing = [p.name for p in _our_outputs(out, cases) if p.exists()]
     if existing and not overwrite:
         more = f" and {len(existing) - 4} more" if len(existing) > 4 else ""
