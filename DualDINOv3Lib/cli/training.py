@@ -5,6 +5,7 @@ of these commands."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .arguments import fraction, non_negative_float, positive_float, positive_int
@@ -124,7 +125,9 @@ def cmd_evaluate_real(args: argparse.Namespace) -> int:
         print(f"not a case: {skipped}")
     if report.written:
         print(f"wrote cases.csv, summary.md and {len(report.written) - 2} pictures to {args.out}")
-    return 0
+    for failed in report.failed:
+        print(f"could not be used: {failed}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def _print_evaluation(report, *, quiet: bool) -> None:

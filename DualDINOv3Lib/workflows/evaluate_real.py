@@ -25,7 +25,7 @@ import numpy as np
 
 from ..data.case_folders import MaskedCase, find_masked_cases, read_masked_case
 from ..data.resample import resample_pet_to_ct
-from ..errors import DualDINOv3Error, OutputExistsError
+from ..errors import DataError, DualDINOv3Error, OutputExistsError
 from ..evaluation.real_data import (
     RealCaseResult,
     RealDataSummary,
@@ -47,11 +47,13 @@ LESION_PNG, FP_PNG = "{case}_lesion.png", "{case}_fp.png"
 
 @dataclass(frozen=True)
 class RealEvaluationReport:
-    """The per-case results, their summary, the folders that were not cases, and the files written."""
+    """The per-case results, their summary, the folders that were not cases, the cases that could not be used
+    (``"CASE: reason"``), and the files written."""
 
     results: list[RealCaseResult]
     summary: RealDataSummary
     skipped: list[str]
+    failed: list[str]
     written: list[Path]
 
 
@@ -122,7 +124,9 @@ def evaluate_real_folder(
     model. ``min_component_mm3`` is passed to :func:`~DualDINOv3Lib.segment_volume` (predicted regions smaller
     than this are dropped before scoring). ``on_case(index, total, result)`` is called after each case.
 
-    The folder's layout and every output are checked before the first case is segmented.
+    The folder's layout and every output are checked before the first case is segmented. A case whose images
+    turn out unusable (unreadable, implausible, not overlapping: a :class:`DataError`) is listed in
+    ``failed`` and the others are evaluated; if none can be, the :class:`DataError` names them all.
     """
     data = Path(data)
     found = find_masked_cases(data)
@@ -133,18 +137,30 @@ def evaluate_real_folder(
     model = resolve_segmenter(model)
     if out is not None:
         check_output_folder(out)
-    results, written = [], []
+    results, failed, written = [], [], []
     for i, case in enumerate(found.cases, start=1):
-        volumes = read_masked_case(case)
-        prediction = segment_volume(
-            volumes.ct, volumes.pet, model, device=device, batch_size=batch_size, min_component_mm3=min_component_mm3
-        )
-        result = evaluate_real_case(case.case_id, volumes.truth, prediction, classes=volumes.classes)
+        try:
+            volumes = read_masked_case(case)
+            prediction = segment_volume(
+                volumes.ct,
+                volumes.pet,
+                model,
+                device=device,
+                batch_size=batch_size,
+                min_component_mm3=min_component_mm3,
+            )
+            result = evaluate_real_case(case.case_id, volumes.truth, prediction, classes=volumes.classes)
+        except DataError as exc:  # this case's input is unusable: say why, go on with the others
+            failed.append(f"{case.case_id}: {exc}")
+            log.warning("case %s cannot be used: %s", case.case_id, exc)
+            continue
         results.append(result)
         if out is not None:
             written += _pictures(case.case_id, volumes, prediction, result.false_positives.largest_slice, out)
         if on_case is not None:
             on_case(i, len(found.cases), result)
+    if not results:
+        raise DataError(f"none of the {len(found.cases)} cases of {data} could be used: " + " | ".join(failed))
     summary = summarize_real(results)
     if out is not None:
         details = [
@@ -152,8 +168,8 @@ def evaluate_real_folder(
             f"model: {model_name}",
             f"options: --min-component-mm3 {min_component_mm3:g}",
         ]
-        details += [f"not a case: {s}" for s in found.skipped]
+        details += [f"not a case: {s}" for s in found.skipped] + [f"could not be used: {f}" for f in failed]
         markdown = real_summary_markdown(results, summary, title="Model check on real PET/CT", details=details)
         written += [write_text(out / "cases.csv", real_cases_csv(results)), write_text(out / "summary.md", markdown)]
     log.info("evaluated %d cases of %s", len(results), data)
-    return RealEvaluationReport(results, summary, found.skipped, written)
+    return RealEvaluationReport(results, summary, found.skipped, failed, written)

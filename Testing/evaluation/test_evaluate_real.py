@@ -138,6 +138,23 @@ def test_bad_requests_are_refused_before_any_work(constructed, tmp_path, capsys)
     assert "expected a number >= 0" in capsys.readouterr().err
 
 
+def test_an_unusable_case_is_listed_and_the_others_evaluated(constructed, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(evaluate_real_module, "segment_volume", stand_in_segmentation(False, False))
+    pet = sitk.ReadImage(str(constructed / "B" / "PET_image.nii.gz"))
+    pet.SetOrigin((5000.0, 0.0, 0.0))  # B's PET is somewhere else: B cannot be used, A can
+    sitk.WriteImage(pet, str(constructed / "B" / "PET_image.nii.gz"))
+    out = tmp_path / "out"
+    assert main(["evaluate-real", "--data", str(constructed), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "[1/2] A: Dice 1.000" in captured.out and "1 case: false-positive volume median 0.00 cm3" in captured.out
+    assert "could not be used: B: PET PET_image.nii.gz and CT CT_image.nii.gz do not overlap" in captured.err
+    assert [r["case"] for r in read_csv(out / "cases.csv")] == ["A"]
+    assert "- could not be used: B: PET" in (out / "summary.md").read_text(encoding="utf-8")
+    sitk.WriteImage(pet, str(constructed / "A" / "PET_image.nii.gz"))
+    assert main(["evaluate-real", "--data", str(constructed)]) == 2  # none usable: an error naming both
+    assert "none of the 2 cases" in capsys.readouterr().err
+
+
 def test_training_script_runs_the_command():
     result = subprocess.run(
         [sys.executable, str(ROOT / "Training" / "evaluate_real.py"), "--help"], capture_output=True, text=True
