@@ -154,7 +154,8 @@ def summary_lines(summary: RealDataSummary) -> list[str]:
     median_ok = "met" if summary.median_fp_cm3 <= FP_MEDIAN_TARGET_CM3 else "NOT met"
     limit_ok = "met" if not summary.above_limit else "NOT met"
     return [
-        f"{summary.cases} case{'s' if summary.cases != 1 else ''}: false-positive volume median {summary.median_fp_cm3:.2f} cm3, max "
+        f"{summary.cases} case{'s' if summary.cases != 1 else ''}: false-positive volume median "
+        f"{summary.median_fp_cm3:.2f} cm3, max "
         f"{summary.max_fp_cm3:.2f} cm3 ({summary.max_fp_case}); {len(summary.above_limit)} case(s) above "
         f"{FP_CASE_LIMIT_CM3:g} cm3{above}; median Dice (any label) {summary.median_dice_any:.3f}",
         f"targets: FP median <= {FP_MEDIAN_TARGET_CM3:g} cm3 {median_ok}; no case above {FP_CASE_LIMIT_CM3:g} cm3 "
