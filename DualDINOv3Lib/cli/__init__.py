@@ -2,7 +2,7 @@
 
 - :mod:`.inference`: ``segment``, ``pca``
 - :mod:`.data`: ``demo``, ``phantom``, ``prepare-pretraining``
-- :mod:`.training`: ``finetune``, ``crossval``, ``predict``, ``evaluate``
+- :mod:`.training`: ``finetune``, ``crossval``, ``predict``, ``evaluate``, ``evaluate-real``
 - :mod:`.pretrain`: ``pretrain``
 - :mod:`.models`: ``selfcheck``, ``info``, ``build-segmenter``
 

@@ -1,12 +1,14 @@
-"""``dualdinov3 finetune | crossval | predict | evaluate``: training runs and their evaluation on
-HECKTOR-layout folders. ``Training/*.py`` are thin wrappers of these commands."""
+"""``dualdinov3 finetune | crossval | predict | evaluate | evaluate-real``: training runs and their evaluation on
+HECKTOR-layout folders, and a model's check on real cases with truth masks. ``Training/*.py`` are thin wrappers
+of these commands."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from .arguments import fraction, positive_float, positive_int
+from .arguments import fraction, non_negative_float, positive_float, positive_int
 
 TRAINING_OVERRIDES = (
     ("epochs", positive_int),
@@ -101,6 +103,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     _print_evaluation(report, quiet=args.quiet)
     return 0
+
+
+def cmd_evaluate_real(args: argparse.Namespace) -> int:
+    from ..evaluation.real_data import case_line, summary_lines
+    from ..workflows.evaluate_real import evaluate_real_folder
+
+    report = evaluate_real_folder(
+        args.data,
+        args.out,
+        args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        min_component_mm3=args.min_component_mm3,
+        overwrite=args.overwrite,
+        on_case=lambda i, n, result: print(f"[{i}/{n}] {case_line(result)}", flush=True),
+    )
+    for line in summary_lines(report.summary):
+        print(line)
+    for skipped in report.skipped:
+        print(f"not a case: {skipped}")
+    if report.written:
+        print(f"wrote cases.csv, summary.md and {len(report.written) - 2} pictures to {args.out}")
+    for failed in report.failed:
+        print(f"could not be used: {failed}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def _print_evaluation(report, *, quiet: bool) -> None:
@@ -200,3 +227,27 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-plot", action="store_true", help="do not draw the box plot")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     p.set_defaults(func=cmd_evaluate, log_info=True)
+
+    p = sub.add_parser(
+        "evaluate-real",
+        help="check a model on real PET/CT cases with truth masks: Dice and false-positive volume per case",
+        description="Segments every case of --data (HECKTOR layout: CASE__CT/CASE__PT/CASE.nii.gz; or one subfolder "
+        "per case holding a CT, a PET and a mask named e.g. CT_image, PET_image, CT_mask; the mask may lie on the CT "
+        "or the PET grid) and prints per case the Dice of any predicted label against the lesion (per class for "
+        "HECKTOR labels) and the false positives: predicted 26-connected regions sharing no voxel with the mask "
+        "(total cm3, count, largest); then the median and max FP volume, the cases above 5 cm3 and the median "
+        "Dice. With --out, writes cases.csv, summary.md and per case CASE_lesion.png (and CASE_fp.png).",
+    )
+    p.add_argument("--data", required=True, type=Path, help="folder of real cases (HECKTOR or image/mask pairs)")
+    p.add_argument("--model", default=None, help="segmenter .safetensors (default: the bundled demo model)")
+    p.add_argument("--out", default=None, type=Path, help="folder for cases.csv, summary.md and pictures")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="slices per forward pass (default: 4)")
+    p.add_argument(
+        "--min-component-mm3",
+        type=non_negative_float,
+        default=0.0,
+        help="drop predicted regions smaller than this before scoring (as dualdinov3 segment does)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    p.set_defaults(func=cmd_evaluate_real)

@@ -1,6 +1,7 @@
 """Images in and out, with no torch: :class:`Volume` (voxels + physical geometry), reading/writing files and
 DICOM series, PET DICOM to SUVbw, resampling one volume onto another's grid (PET onto CT), label volumes,
-and HECKTOR-layout folders. Needs numpy and SimpleITK, never slicer. Exports are lazy."""
+HECKTOR-layout folders and folders of real cases with truth masks. Needs numpy and SimpleITK, never slicer.
+Exports are lazy."""
 
 from .._lazy import lazy_exports
 
@@ -23,6 +24,9 @@ _EXPORTS = {
     "list_hecktor_cases": ".hecktor",
     "read_hecktor_case": ".hecktor",
     "write_hecktor_case": ".hecktor",
+    "MaskedCase": ".case_folders",
+    "find_masked_cases": ".case_folders",
+    "read_masked_case": ".case_folders",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -1,5 +1,6 @@
 """Evaluation as in the paper (sec. 2.5, Table 1) and HECKTOR 2022: per-case Dice, HD95 and volumes; micro and
-macro Dice per tumour-volume stratum; the aggregated DSC; paired t-tests; Table-1 Markdown/CSV.
+macro Dice per tumour-volume stratum; the aggregated DSC; paired t-tests; Table-1 Markdown/CSV; on real
+cases with a lesion mask, Dice of any label and false-positive components away from the lesion.
 
 Needs only numpy and SimpleITK (no scipy, no matplotlib: the box plot lives in ``Training/plots.py``).
 The conventions for empty masks and every definition are in :data:`CONVENTIONS`. Exports are lazy."""
@@ -7,6 +8,14 @@ The conventions for empty masks and every definition are in :data:`CONVENTIONS`.
 from .._lazy import lazy_exports
 
 _EXPORTS = {
+    "FalsePositives": ".false_positives",
+    "false_positive_components": ".false_positives",
+    "RealCaseResult": ".real_data",
+    "RealDataSummary": ".real_data",
+    "evaluate_real_case": ".real_data",
+    "summarize_real": ".real_data",
+    "real_cases_csv": ".real_data",
+    "real_summary_markdown": ".real_data",
     "ALL": ".aggregate",
     "SPLITS_FORMAT": ".splits",
     "load_splits": ".splits",
