@@ -10,7 +10,7 @@ import numpy as np
 
 from ..files import check_output_folder, check_output_path
 from ..progress import ProgressBar
-from .arguments import non_negative_float, positive_int
+from .arguments import add_threads_option, non_negative_float, positive_int
 
 log = logging.getLogger("dualdinov3")
 
@@ -37,6 +37,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
     p.add_argument("--batch-size", type=positive_int, default=4, help="slices per forward pass (default: 4)")
+    add_threads_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .arguments import fraction, positive_float, positive_int
+from .arguments import add_threads_option, fraction, positive_float, positive_int
 
 TRAINING_OVERRIDES = (
     ("epochs", positive_int),
@@ -147,6 +147,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     p.add_argument("--cache", default=None, help="preprocessing cache folder (default: OUT/cache)")
+    add_threads_option(p)
     _add_overrides(p, TRAINING_OVERRIDES)
     p.add_argument("--no-augmentation", action="store_true", help="train without data augmentation")
     p.set_defaults(func=cmd_finetune)
@@ -166,6 +167,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the splits")
     p.add_argument("--device", default="auto")
     _add_overrides(p, TRAINING_OVERRIDES[:3])
+    add_threads_option(p)
     p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("predict", help="segment every case of a HECKTOR-layout folder into CASE.nii.gz files")
@@ -174,6 +176,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder for CASE.nii.gz predictions")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=positive_int, default=4)
+    add_threads_option(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_predict)
 

@@ -17,12 +17,22 @@ import torch
 from ..data.volume import LABEL_MODALITY, Volume
 from ..models.segmenter import Segmenter
 from ..preprocessing.slices import CasePreprocessor
-from ..runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
+from ..runtime import (
+    CancelFlag,
+    ProgressCallback,
+    autocast,
+    batches,
+    check_cancel,
+    report,
+    resolve_device,
+    with_cpu_threads,
+)
 from .pca import RGB_MODALITY, TokenPCA, body_patches
 from .postprocess import remove_small_components
 from .segment import evaluating, resolve_segmenter
 
 
+@with_cpu_threads
 def segment_with_feature_maps(
     ct: Volume,
     pet: Volume,
@@ -37,11 +47,12 @@ def segment_with_feature_maps(
     skip_empty_slices: bool = True,
     min_component_mm3: float = 0.0,
     token_budget_mb: float = 1024.0,
+    threads: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag = None,
 ) -> tuple[Volume, dict[str, Volume]]:
     """The label volume of :func:`~DualDINOv3Lib.segment_volume` and the maps of
-    :func:`~DualDINOv3Lib.pca_feature_maps` (same arguments), from one pass through the encoders.
+    :func:`~DualDINOv3Lib.pca_feature_maps` (same arguments, ``threads`` too), from one pass through the encoders.
 
     ``token_budget_mb``: how much memory the kept tokens may take; slices past it are encoded again in the
     second pass (0: never keep, always encode twice).

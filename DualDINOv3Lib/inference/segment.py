@@ -13,7 +13,16 @@ import torch
 from ..data.volume import LABEL_MODALITY, Volume
 from ..models.segmenter import Segmenter
 from ..preprocessing.slices import CasePreprocessor
-from ..runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
+from ..runtime import (
+    CancelFlag,
+    ProgressCallback,
+    autocast,
+    batches,
+    check_cancel,
+    report,
+    resolve_device,
+    with_cpu_threads,
+)
 from .postprocess import remove_small_components
 
 log = logging.getLogger(__name__)
@@ -43,6 +52,7 @@ def evaluating(model: torch.nn.Module, device: torch.device):
         model.train(was_training).to(original)
 
 
+@with_cpu_threads
 def segment_volume(
     ct: Volume,
     pet: Volume,
@@ -54,6 +64,7 @@ def segment_volume(
     check_inputs: bool = True,
     skip_empty_slices: bool = True,
     min_component_mm3: float = 0.0,
+    threads: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag = None,
 ) -> Volume:
@@ -70,7 +81,9 @@ def segment_volume(
     labelled background without running the model. ``check_inputs``: refuse implausible inputs (CT not in HU,
     PET not in SUV, the same image twice, CT and PET swapped; see :mod:`DualDINOv3Lib.data.plausibility`);
     NaN/inf voxels and impossible spacings are refused always. ``min_component_mm3``: connected regions smaller than
-    this are removed from the result. ``progress(fraction, message)`` is called after each batch;
+    this are removed from the result. ``threads``: CPU threads for torch and SimpleITK during the job, restored
+    afterwards (:func:`~DualDINOv3Lib.runtime.cpu_threads`; ``None``: the process's setting, by default the
+    physical cores). ``progress(fraction, message)`` is called after each batch;
     ``cancel`` (a ``threading.Event`` or a function) stops the job between batches by raising
     :class:`~DualDINOv3Lib.inference.Cancelled`.
 
