@@ -100,6 +100,6 @@ def check_threads(threads: int) -> int:
     if value is None or not 1 <= value <= limit:
         raise ConfigError(
             f"threads must be a whole number from 1 to {limit} (the CPUs this process may use), got {threads!r}; "
-            f"use --threads {default_threads()} (this machine's physical cores) or fewer"
+            f"use {default_threads()} (the physical cores) or fewer"
         )
     return value

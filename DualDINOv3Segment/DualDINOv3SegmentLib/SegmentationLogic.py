@@ -85,6 +85,10 @@ class DualDINOv3SegmentLogic:
             from DualDINOv3Lib.errors import ConfigError
 
             raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+        if options.get("threads", 0) != 0:  # 0: automatic (InferenceWorker.SLICER_RESERVED_CORES)
+            from DualDINOv3Lib.cpus import check_threads
+
+            options = {**options, "threads": check_threads(options["threads"])}
         modelPath = self.resolveModel(model)
         from DualDINOv3Lib import write_volume
 
@@ -127,6 +131,7 @@ class DualDINOv3SegmentLogic:
         batchSize=4,
         skipEmptySlices=True,
         minComponentMm3=0.0,
+        threads=0,
         progress=None,
         completion=None,
     ):
@@ -134,7 +139,8 @@ class DualDINOv3SegmentLogic:
 
         Returns the segmentation node (``outputSegmentation``, whose segments of the same names are replaced,
         or a new node), or with ``waitForCompletion=False`` a :class:`~.Jobs.ProcessJob` whose ``result`` is
-        that node. ``progress(fraction, message)`` and ``completion(job)`` are called on the polling thread.
+        that node. ``threads``: CPU threads of the worker (0: all physical cores but one, so Slicer stays
+        responsive). ``progress(fraction, message)`` and ``completion(job)`` are called on the polling thread.
         Raises ``DualDINOv3Error`` (with the library's wording) for bad inputs, before any work.
         """
         if outputSegmentation is not None and not outputSegmentation.IsA("vtkMRMLSegmentationNode"):
@@ -144,6 +150,7 @@ class DualDINOv3SegmentLogic:
         options = {
             "device": device,
             "batchSize": int(batchSize),
+            "threads": threads,
             "skipEmptySlices": bool(skipEmptySlices),
             "minComponentMm3": float(minComponentMm3),
         }
@@ -206,18 +213,20 @@ class DualDINOv3SegmentLogic:
         device="auto",
         waitForCompletion=True,
         batchSize=4,
+        threads=0,
         progress=None,
         completion=None,
     ):
         """RGB PCA maps of what each encoder sees: ``{encoder: vtkMRMLVectorVolumeNode}`` on the CT geometry.
 
         ``encoders``: ``"ct"`` and/or ``"pet"`` (``"encoder"`` for a single-stream model; None = all).
+        ``threads`` as in :meth:`segment`.
         With ``waitForCompletion=False`` a job whose ``result`` is that dict.
         """
         if isinstance(encoders, str):
             encoders = [encoders]
         encoders = None if encoders is None else list(encoders)
-        options = {"device": device, "batchSize": int(batchSize), "encoders": encoders}
+        options = {"device": device, "batchSize": int(batchSize), "threads": threads, "encoders": encoders}
         folder, jobFile = self._prepare(ctVolumeNode, petVolumeNode, model, "featureMaps", options)
 
         def finalize(outputs):

@@ -116,7 +116,8 @@ def test_bad_thread_counts_are_refused_with_the_limit_and_the_fix(bad, segmenter
     if bad is None:
         bad = cpus.available_cpus() + 1
     with pytest.raises(
-        ConfigError, match=rf"threads must be a whole number from 1 to {cpus.available_cpus()}.*--threads"
+        ConfigError,
+        match=rf"whole number from 1 to {cpus.available_cpus()}.*use \d+ \(the physical cores\) or fewer",
     ):
         segment_volume(*ct_pet, segmenter, threads=bad)
     _assert_restored()
