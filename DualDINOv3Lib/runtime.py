@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .cpus import check_threads
 from .errors import DualDINOv3Error
+from .machine import check_threads
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def cpu_threads(threads: int | None):
 
     ``None`` leaves the process's setting (torch's default: the physical cores, or ``OMP_NUM_THREADS``).
     A count outside 1..the CPUs this process may use raises :class:`~DualDINOv3Lib.errors.ConfigError`
-    (:func:`DualDINOv3Lib.cpus.check_threads`). Yields the thread count in effect.
+    (:func:`DualDINOv3Lib.machine.check_threads`). Yields the thread count in effect.
     """
     if threads is None:
         yield torch.get_num_threads()

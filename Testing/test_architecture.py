@@ -18,7 +18,7 @@ NAME = "DualDINOv3Lib"
 
 LAYERS: list[set[str]] = [
     {"_lazy", "version", "errors"},
-    {"domain", "files", "progress", "cpus"},
+    {"domain", "files", "progress", "machine"},
     {"data"},
     {"preprocessing", "phantoms", "evaluation", "rendering", "runtime", "distributed"},
     {"models"},
@@ -35,7 +35,7 @@ LIGHT = {
     "domain",
     "files",
     "progress",
-    "cpus",
+    "machine",
     "data",
     "phantoms",
     "evaluation",

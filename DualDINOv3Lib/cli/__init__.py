@@ -62,10 +62,10 @@ def error_message(exc: BaseException) -> str:
 
 def run_command(args: argparse.Namespace) -> int:
     """Runs the parsed command; commands with ``--threads`` run under that many CPU threads (default: the
-    physical cores, shared among torchrun's processes on this machine; :mod:`DualDINOv3Lib.cpus`)."""
+    physical cores, shared among torchrun's processes on this machine; :mod:`DualDINOv3Lib.machine`)."""
     if not hasattr(args, "threads"):
         return args.func(args)
-    from ..cpus import default_threads
+    from ..machine import default_threads
     from ..runtime import cpu_threads
 
     with cpu_threads(args.threads if args.threads is not None else default_threads()):

@@ -48,9 +48,9 @@ def fraction(text: str) -> float:
 
 
 def thread_count(text: str) -> int:
-    """``--threads``: 1 up to the CPUs this process may use (:func:`DualDINOv3Lib.cpus.check_threads`)."""
-    from ..cpus import check_threads
+    """``--threads``: 1 up to the CPUs this process may use (:func:`DualDINOv3Lib.machine.check_threads`)."""
     from ..errors import ConfigError
+    from ..machine import check_threads
 
     try:
         return check_threads(int(text))

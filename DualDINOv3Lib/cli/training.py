@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..machine import DEFAULT_BATCH_SIZE
 from .arguments import add_threads_option, fraction, positive_float, positive_int
 
 TRAINING_OVERRIDES = (
@@ -175,7 +176,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--data", required=True, type=Path, help="HECKTOR-layout folder (labels not needed)")
     p.add_argument("--out", required=True, type=Path, help="folder for CASE.nii.gz predictions")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="slices per forward pass")
     add_threads_option(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_predict)

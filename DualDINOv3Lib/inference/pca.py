@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..data.volume import Volume
 from ..errors import DualDINOv3Error
+from ..machine import DEFAULT_BATCH_SIZE
 from ..models.segmenter import Segmenter
 from ..preprocessing.body import BODY_THRESHOLD_HU
 from ..preprocessing.slices import CasePreprocessor
@@ -48,7 +49,7 @@ def pca_feature_maps(
     encoders: str | list[str] | None = None,
     layer: int = -1,
     device: str | torch.device = "auto",
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     mixed_precision: bool | None = None,
     check_inputs: bool = True,
     threads: int | None = None,

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..data.volume import LABEL_MODALITY, Volume
+from ..machine import DEFAULT_BATCH_SIZE
 from ..models.segmenter import Segmenter
 from ..preprocessing.slices import CasePreprocessor
 from ..runtime import (
@@ -59,7 +60,7 @@ def segment_volume(
     segmenter: Segmenter | str | os.PathLike | None = None,
     *,
     device: str | torch.device = "auto",
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     mixed_precision: bool | None = None,
     check_inputs: bool = True,
     skip_empty_slices: bool = True,

@@ -21,6 +21,7 @@ from ..data.io import write_volume
 from ..distributed import init_distributed, shutdown_distributed
 from ..files import check_output_folder, check_output_path
 from ..inference.segment import resolve_segmenter, segment_volume
+from ..machine import DEFAULT_BATCH_SIZE
 from ..runtime import resolve_device, with_cpu_threads
 
 CaseCallback = Callable[[int, int, Path], None]
@@ -32,7 +33,7 @@ def predict_folder(
     model=None,
     *,
     device: str = "auto",
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None,
     overwrite: bool = False,
     on_case: CaseCallback | None = None,
@@ -55,7 +56,7 @@ def predict_cases(
     model=None,
     *,
     device: str = "auto",
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None,
     overwrite: bool = False,
     on_case: CaseCallback | None = None,

@@ -35,11 +35,11 @@ def run(job: dict) -> dict:
     ct = dataclasses.replace(read_volume(job["ct"]), units="HU", modality="CT")
     pet = dataclasses.replace(read_volume(job["pet"]), units="SUV", modality="PT")
     out = Path(job["outputDir"])
-    from DualDINOv3Lib.cpus import default_threads
+    from DualDINOv3Lib.machine import DEFAULT_BATCH_SIZE, default_threads
 
     common = {
         "device": job.get("device", "auto"),
-        "batch_size": int(job.get("batchSize", 4)),
+        "batch_size": int(job.get("batchSize", DEFAULT_BATCH_SIZE)),
         "threads": int(job.get("threads") or 0) or default_threads(reserve=SLICER_RESERVED_CORES),
         "progress": lambda fraction, message: emit(progress=fraction, message=message),
     }

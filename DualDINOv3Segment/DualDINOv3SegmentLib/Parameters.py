@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from DualDINOv3Lib.cpus import available_cpus
+from DualDINOv3Lib.machine import DEFAULT_BATCH_SIZE, available_cpus
 
 from .SegmentationLogic import DEVICES
 
@@ -32,7 +32,7 @@ class SegmentParameters:
     model: str = "demo_dual_p8"
     modelIsFile: bool = False
     device: str = "auto"
-    batchSize: int = 4
+    batchSize: int = DEFAULT_BATCH_SIZE
     threads: int = AUTOMATIC_THREADS
     skipEmptySlices: bool = True
     minComponentMm3: float = 0.0

@@ -19,6 +19,8 @@ import tempfile
 import numpy as np
 import slicer
 
+from DualDINOv3Lib.machine import DEFAULT_BATCH_SIZE
+
 from . import Jobs
 from .Inputs import checkInputs, nodeProblems
 from .MRMLVolumes import addVolumeNode
@@ -86,7 +88,7 @@ class DualDINOv3SegmentLogic:
 
             raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
         if options.get("threads", 0) != 0:  # 0: automatic (InferenceWorker.SLICER_RESERVED_CORES)
-            from DualDINOv3Lib.cpus import check_threads
+            from DualDINOv3Lib.machine import check_threads
 
             options = {**options, "threads": check_threads(options["threads"])}
         modelPath = self.resolveModel(model)
@@ -128,7 +130,7 @@ class DualDINOv3SegmentLogic:
         outputSegmentation=None,
         device="auto",
         waitForCompletion=True,
-        batchSize=4,
+        batchSize=DEFAULT_BATCH_SIZE,
         skipEmptySlices=True,
         minComponentMm3=0.0,
         threads=0,
@@ -212,7 +214,7 @@ class DualDINOv3SegmentLogic:
         encoders=("ct", "pet"),
         device="auto",
         waitForCompletion=True,
-        batchSize=4,
+        batchSize=DEFAULT_BATCH_SIZE,
         threads=0,
         progress=None,
         completion=None,

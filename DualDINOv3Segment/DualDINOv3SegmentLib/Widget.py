@@ -51,7 +51,7 @@ class Widget(qt.QWidget):
         self.ui.modelSelector.addItem("Local segmenter file", LOCAL_FILE)
         for device in DEVICES:
             self.ui.deviceSelector.addItem(device)
-        from DualDINOv3Lib.cpus import available_cpus
+        from DualDINOv3Lib.machine import available_cpus
 
         self.ui.threadsSpinBox.maximum = available_cpus()
         self.ui.modelPathLineEdit.filters = self.ui.modelPathLineEdit.Files

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from DualDINOv3Lib import cpus, pca_feature_maps, segment_volume
+from DualDINOv3Lib import machine, pca_feature_maps, segment_volume
 from DualDINOv3Lib.cli import build_parser, run_command
 from DualDINOv3Lib.errors import ConfigError
 from DualDINOv3Lib.inference import Cancelled, segment_with_feature_maps
@@ -114,26 +114,26 @@ def test_the_setting_is_restored_after_an_error_and_after_a_cancel(segmenter, ct
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
 def test_bad_thread_counts_are_refused_with_the_limit_and_the_fix(bad, segmenter, ct_pet, process_setting):
     if bad is None:
-        bad = cpus.available_cpus() + 1
+        bad = machine.available_cpus() + 1
     with pytest.raises(
         ConfigError,
-        match=rf"whole number from 1 to {cpus.available_cpus()}.*use \d+ \(the physical cores\) or fewer",
+        match=rf"whole number from 1 to {machine.available_cpus()}.*use \d+ \(the physical cores\) or fewer",
     ):
         segment_volume(*ct_pet, segmenter, threads=bad)
     _assert_restored()
-    assert cpus.check_threads(np.int64(1)) == 1  # numpy integers are whole numbers too
+    assert machine.check_threads(np.int64(1)) == 1  # numpy integers are whole numbers too
 
 
 def test_default_threads_are_the_physical_cores_shared_among_local_processes(monkeypatch):
-    assert 1 <= cpus.physical_cores() <= cpus.available_cpus()
+    assert 1 <= machine.physical_cores() <= machine.available_cpus()
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert cpus.default_threads() == cpus.physical_cores()
-    assert cpus.default_threads(reserve=1) == max(1, cpus.physical_cores() - 1)
-    assert cpus.default_threads(reserve=10_000) == 1
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cpus.physical_cores() * 2))  # torchrun: more processes than cores
-    assert cpus.default_threads() == 1
+    assert machine.default_threads() == machine.physical_cores()
+    assert machine.default_threads(reserve=1) == max(1, machine.physical_cores() - 1)
+    assert machine.default_threads(reserve=10_000) == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(machine.physical_cores() * 2))  # torchrun: more processes than cores
+    assert machine.default_threads() == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
-    assert cpus.default_threads() == cpus.physical_cores()
+    assert machine.default_threads() == machine.physical_cores()
 
 
 def test_cpu_threads_none_leaves_the_setting(process_setting):
@@ -160,7 +160,7 @@ def test_every_command_that_computes_takes_threads(command, capsys):
     parser = build_parser()
     assert parser.parse_args([command, *REQUIRED[command], "--threads", "1"]).threads == 1
     assert parser.parse_args([command, *REQUIRED[command]]).threads is None
-    for bad in ("0", "many", str(cpus.available_cpus() + 1)):
+    for bad in ("0", "many", str(machine.available_cpus() + 1)):
         with pytest.raises(SystemExit):
             parser.parse_args([command, *REQUIRED[command], "--threads", bad])
         assert "--threads" in capsys.readouterr().err
@@ -177,5 +177,17 @@ def test_the_command_runs_under_its_threads_default_the_physical_cores(process_s
     assert run_command(argparse.Namespace(threads=1, func=func)) == 0
     assert run_command(argparse.Namespace(threads=None, func=func)) == 0
     assert run_command(argparse.Namespace(func=func)) == 0  # a command without --threads: untouched
-    assert seen == [1, cpus.default_threads(), BEFORE]
+    assert seen == [1, machine.default_threads(), BEFORE]
     _assert_restored()
+
+
+def test_one_default_batch_size_for_every_inference_path():
+    import inspect
+
+    from DualDINOv3Lib.workflows.predict import predict_cases, predict_folder
+
+    for job in (segment_volume, pca_feature_maps, segment_with_feature_maps, predict_folder, predict_cases):
+        assert inspect.signature(job).parameters["batch_size"].default == machine.DEFAULT_BATCH_SIZE, job.__name__
+    parser = build_parser()
+    for command in ("segment", "pca", "predict"):
+        assert parser.parse_args([command, *REQUIRED[command]]).batch_size == machine.DEFAULT_BATCH_SIZE

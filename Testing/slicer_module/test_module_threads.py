@@ -11,14 +11,15 @@ from DualDINOv3SegmentLib import DualDINOv3SegmentLogic, InferenceWorker, Parame
 from slicer_harness import sceneSummary
 
 import DualDINOv3Lib
-from DualDINOv3Lib.cpus import available_cpus, default_threads
 from DualDINOv3Lib.data import Volume
 from DualDINOv3Lib.errors import ConfigError
+from DualDINOv3Lib.machine import DEFAULT_BATCH_SIZE, available_cpus, default_threads
 
 
 def test_threads_are_a_parameter_and_bad_stored_values_mean_automatic(slicerApp):
     node = Parameters.parameterNode(slicerApp.scene)
     assert Parameters.SegmentParameters().threads == Parameters.AUTOMATIC_THREADS == 0
+    assert Parameters.SegmentParameters().batchSize == DEFAULT_BATCH_SIZE  # the library's default, stated once
     Parameters.save(node, Parameters.SegmentParameters(threads=1))
     assert Parameters.load(node).threads == 1
     for text in ("-1", str(available_cpus() + 1), "many"):  # e.g. a scene saved on a larger machine

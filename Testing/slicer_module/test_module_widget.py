@@ -123,7 +123,7 @@ def test_cancel_from_the_panel_and_errors_in_a_message_box(widgetFactory, slicer
 
 
 def test_the_threads_setting_reaches_the_parameters(widgetFactory, slicerApp):
-    from DualDINOv3Lib.cpus import available_cpus
+    from DualDINOv3Lib.machine import available_cpus
 
     make, *_ = widgetFactory
     widget = make()

@@ -1,6 +1,11 @@
-"""How many CPU threads a job uses: the rule, stated once (no torch here, so the Slicer module can check a
-setting before it starts a worker). :func:`DualDINOv3Lib.runtime.cpu_threads` applies it to torch.
+"""How much of the machine a job uses, stated once: CPU threads and slices per batch. No torch here, so the
+Slicer module can check a setting before it starts a worker; :func:`DualDINOv3Lib.runtime.cpu_threads` applies
+the thread count to torch and SimpleITK.
 
+- ``DEFAULT_BATCH_SIZE``: slices per forward pass of every inference path (library, commands, Slicer module).
+  The paper's dual ViT-B/16 at 512x512 needs about 0.63 GB of working memory per slice in float32 and 0.35 GB
+  in bf16 (``Testing/benchmarks/bench_memory.py``): 4 slices peak at about 4 GB for the whole process, safe on
+  a 16 GB laptop next to Slicer.
 - ``available_cpus()``: the logical CPUs this process may run on (its CPU affinity, and a container's CPU
   quota where one is set).
 - ``physical_cores()``: the physical cores among them (hyper-threads share a core's arithmetic units, so
@@ -25,6 +30,7 @@ from .errors import ConfigError
 
 SYSFS_CPU = Path("/sys/devices/system/cpu")
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+DEFAULT_BATCH_SIZE = 4
 
 
 def _cpu_set() -> list[int]:
