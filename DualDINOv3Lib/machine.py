@@ -6,6 +6,8 @@ the thread count to torch and SimpleITK.
   The paper's dual ViT-B/16 at 512x512 needs about 0.63 GB of working memory per slice in float32 and 0.35 GB
   in bf16 (``Testing/benchmarks/bench_memory.py``): 4 slices peak at about 4 GB for the whole process, safe on
   a 16 GB laptop next to Slicer.
+- ``available_memory_bytes()``: memory the system can give a job now without swapping (Linux), for the
+  up-front check that a batch fits (:mod:`DualDINOv3Lib.inference.memory`).
 - ``available_cpus()``: the logical CPUs this process may run on (its CPU affinity, and a container's CPU
   quota where one is set).
 - ``physical_cores()``: the physical cores among them (hyper-threads share a core's arithmetic units, so
@@ -28,9 +30,21 @@ from pathlib import Path
 
 from .errors import ConfigError
 
+MEMINFO = Path("/proc/meminfo")
 SYSFS_CPU = Path("/sys/devices/system/cpu")
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 DEFAULT_BATCH_SIZE = 4
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` (free memory plus what the kernel can reclaim), None where unknown."""
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _cpu_set() -> list[int]:

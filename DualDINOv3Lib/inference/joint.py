@@ -28,6 +28,7 @@ from ..runtime import (
     resolve_device,
     with_cpu_threads,
 )
+from .memory import check_batch_memory
 from .pca import RGB_MODALITY, TokenPCA, body_patches
 from .postprocess import remove_small_components
 from .segment import evaluating, resolve_segmenter
@@ -63,6 +64,7 @@ def segment_with_feature_maps(
     prep = CasePreprocessor(ct, pet, model.config.preprocessing, check_inputs=check_inputs)
     indices = np.flatnonzero(prep.body_slices) if skip_empty_slices else np.arange(prep.num_slices)
     device = resolve_device(device)
+    check_batch_memory(model, min(batch_size, max(len(indices), 1)), device, mixed_precision)
     patch = model.patch_size
     pca = {name: TokenPCA(name) for name in names}
     labels = np.zeros(ct.shape, dtype=np.uint8)

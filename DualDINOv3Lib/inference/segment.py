@@ -24,6 +24,7 @@ from ..runtime import (
     resolve_device,
     with_cpu_threads,
 )
+from .memory import check_batch_memory
 from .postprocess import remove_small_components
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ def segment_volume(
     :class:`~DualDINOv3Lib.inference.Cancelled`.
 
     Memory: one batch of inputs and logits at a time plus the uint8 output; it does not grow with the number
-    of slices beyond the volumes themselves.
+    of slices beyond the volumes themselves. On the CPU a batch that would need more than the memory available
+    is refused before any work, naming the batch size that fits (:mod:`~DualDINOv3Lib.inference.memory`).
 
     Returns a :class:`~DualDINOv3Lib.data.Volume` of uint8 labels (0 = background, then the segmenter's
     ``label_names[1:]``, e.g. 1 = GTVp, 2 = GTVn), modality ``"label"``.
@@ -101,6 +103,7 @@ def segment_volume(
     indices = np.flatnonzero(prep.body_slices) if skip_empty_slices else np.arange(prep.num_slices)
     output = np.zeros(ct.shape, dtype=np.uint8)
     device = resolve_device(device)
+    check_batch_memory(model, min(batch_size, max(len(indices), 1)), device, mixed_precision)
     done = 0
     with evaluating(model, device), torch.inference_mode():
         for chunk in batches(indices, batch_size):

@@ -7,7 +7,8 @@ initialised dual ViT-B/16 segmenter (two ViT-B/16 encoders, fusion at blocks 2, 
 values), then runs one forward of a batch the way ``segment_volume`` does (``torch.inference_mode``, bf16 under
 CPU autocast). Reported: the process's resident memory before the forward (interpreter, torch, the model's
 weights), its peak during the forward (``ru_maxrss``), and their difference, the working memory a batch
-needs on top of the model. ``segment_volume`` holds besides only the case's volumes (a 150-slice 512x512 CT
+needs on top of the model, next to the estimate :mod:`DualDINOv3Lib.inference.memory` refuses a batch by
+(the decoder's full-resolution maps). ``segment_volume`` holds besides only the case's volumes (a 150-slice 512x512 CT
 and PET in float32: 0.3 GB) and, per batch, its inputs and class probabilities (a few MB per slice).
 """
 
@@ -35,6 +36,7 @@ def run_one(batch: int, size: int, precision: str, threads: int | None) -> dict:
     import torch
 
     from DualDINOv3Lib import build_segmenter
+    from DualDINOv3Lib.inference.memory import batch_memory_bytes
     from DualDINOv3Lib.runtime import autocast, cpu_threads
 
     torch.manual_seed(0)
@@ -51,7 +53,9 @@ def run_one(batch: int, size: int, precision: str, threads: int | None) -> dict:
             logits = model(x)
         peak = _peak_rss_bytes()
     assert logits.shape == (batch, model.config.num_classes, size, size)
-    return {"batch": batch, "precision": precision, "before": before, "peak": peak, "weights": weights}
+    estimate = batch_memory_bytes(model, batch, size, torch.bfloat16 if precision == "bf16" else None)
+    return {"batch": batch, "precision": precision, "before": before, "peak": peak, "weights": weights,
+            "estimate": estimate}  # fmt: skip
 
 
 def main() -> None:
@@ -79,7 +83,8 @@ def main() -> None:
             rows[batch, precision] = row
             print(f"batch {batch} {precision}: working {(row['peak'] - row['before']) / GB:.2f} GB, "
                   f"peak RSS {row['peak'] / GB:.2f} GB (before the forward {row['before'] / GB:.2f} GB, "
-                  f"weights {row['weights'] / GB:.2f} GB)", flush=True)  # fmt: skip
+                  f"weights {row['weights'] / GB:.2f} GB); the up-front check estimates {row['estimate'] / GB:.2f} GB",
+                  flush=True)  # fmt: skip
     print(f"\ndual ViT-B/16 at {args.size}x{args.size}, GB (working memory of one forward / peak RSS of the process):")
     print("| batch | " + " | ".join(args.precisions) + " |")
     print("|---|" + "---|" * len(args.precisions))
