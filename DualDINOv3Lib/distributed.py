@@ -3,8 +3,8 @@ script runs on 1 CPU, 1 GPU or many GPUs/nodes.
 
 ``torchrun`` sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``; without them everything is a single process.
 The backend is nccl on CUDA and gloo on CPU. A job that joins the process group owns it and leaves it at the
-end; a job called inside another (cross-validation's finetuning and prediction) uses the group it finds and
-leaves it to its owner.
+end; a job called where a group exists already (a caller's own torchrun script) uses that group and leaves it
+to its owner.
 """
 
 from __future__ import annotations
