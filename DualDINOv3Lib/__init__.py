@@ -14,7 +14,8 @@ Layers (each package imports only from the layers above it in this list, never f
 checks every import):
 
 0. ``version``, ``errors``
-1. ``domain`` (label values, tumour-volume strata), ``files`` (atomic writes), ``progress``
+1. ``domain`` (label values, tumour-volume strata), ``files`` (atomic writes), ``progress``,
+   ``machine`` (CPU threads and batch size: how much of the machine a job uses)
 2. ``data``: Volume, image/DICOM reading and writing, SUV, resampling, labels, the HECKTOR layout
    (numpy + SimpleITK, no torch)
 3. ``preprocessing`` (the paper's slice preprocessing and its inverse; the body rule),

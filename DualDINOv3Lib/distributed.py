@@ -1,8 +1,10 @@
-"""Multi-process training through ``torchrun`` (finetuning and pretraining): the same script runs on 1 CPU,
-1 GPU or many GPUs/nodes.
+"""Multi-process jobs through ``torchrun`` (finetuning, pretraining, prediction over many cases): the same
+script runs on 1 CPU, 1 GPU or many GPUs/nodes.
 
 ``torchrun`` sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``; without them everything is a single process.
-The backend is nccl on CUDA and gloo on CPU.
+The backend is nccl on CUDA and gloo on CPU. A job that joins the process group owns it and leaves it at the
+end; a job called where a group exists already (a caller's own torchrun script) uses that group and leaves it
+to its owner.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .errors import DualDINOv3Error
+
 
 @dataclass(frozen=True)
 class DistributedContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False
+    """True when this context joined the process group (and :func:`shutdown_distributed` leaves it)."""
 
     @property
     def enabled(self) -> bool:
@@ -39,6 +45,17 @@ class DistributedContext:
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item() > 0)
 
+    def raise_if_any_failed(self, error: BaseException | None) -> None:
+        """Collective: each process passes its error (None when it succeeded); if any failed, every process
+        raises (the failing one its own error, the others a DualDINOv3Error with the first failure's message).
+        So a refusal or failure on one process never leaves the others waiting at a later collective."""
+        failures = self.gather_objects(None if error is None else str(error))
+        if error is not None:
+            raise error
+        for rank, message in enumerate(failures):
+            if message is not None:
+                raise DualDINOv3Error(message if self.world_size == 1 else f"process {rank} failed: {message}")
+
     def gather_objects(self, obj) -> list:
         """``obj`` from every rank, in rank order (on every rank)."""
         if not self.enabled:
@@ -57,13 +74,15 @@ def init_distributed(device: torch.device) -> tuple[DistributedContext, torch.de
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistributedContext(rank, world_size, local_rank), device
+    return DistributedContext(rank, world_size, local_rank, owns), device
 
 
 def shutdown_distributed(ctx: DistributedContext) -> None:
-    if ctx.enabled and dist.is_initialized():
+    """Leaves the process group if ``ctx`` joined it (see :class:`DistributedContext.owns_group`)."""
+    if ctx.enabled and ctx.owns_group and dist.is_initialized():
         # every rank must be done with the group (rank 0 writes files after the last collective); a rank
         # tearing down gloo while another still uses it aborts that one ("terminate called ...")
         dist.barrier()

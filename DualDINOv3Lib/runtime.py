@@ -1,4 +1,5 @@
-"""What every long-running job shares: device choice, mixed precision, progress reports and cancelling."""
+"""What every long-running job shares: device choice, CPU threads, mixed precision, progress reports and
+cancelling."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .errors import DualDINOv3Error
+from .machine import check_threads
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,46 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError as exc:
         raise DualDINOv3Error(f"unknown device {device!r}; use one of {', '.join(DEVICE_CHOICES)}") from exc
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None):
+    """Run the block with ``threads`` CPU threads for torch and SimpleITK, restoring both afterwards (also on an
+    error or a cancel), so a long-lived process such as Slicer's is left as it was.
+
+    ``None`` leaves the process's setting (torch's default: the physical cores, or ``OMP_NUM_THREADS``).
+    A count outside 1..the CPUs this process may use raises :class:`~DualDINOv3Lib.errors.ConfigError`
+    (:func:`DualDINOv3Lib.machine.check_threads`). Yields the thread count in effect.
+    """
+    if threads is None:
+        yield torch.get_num_threads()
+        return
+    threads = check_threads(threads)
+    import SimpleITK as sitk
+
+    before = torch.get_num_threads(), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    torch.set_num_threads(threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before[0])
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before[1])
+
+
+def with_cpu_threads(job):
+    """Decorator: runs ``job`` under :func:`cpu_threads` with its keyword argument ``threads`` (default None).
+
+    The job declares ``threads`` in its signature (so it is documented and checked like any option) and
+    this decorator applies it around the whole job, preprocessing and resampling included.
+    """
+
+    @functools.wraps(job)
+    def run(*args, **kwargs):
+        with cpu_threads(kwargs.get("threads")):
+            return job(*args, **kwargs)
+
+    return run
 
 
 @functools.cache

@@ -18,7 +18,7 @@ NAME = "DualDINOv3Lib"
 
 LAYERS: list[set[str]] = [
     {"_lazy", "version", "errors"},
-    {"domain", "files", "progress"},
+    {"domain", "files", "progress", "machine"},
     {"data"},
     {"preprocessing", "phantoms", "evaluation", "rendering", "runtime", "distributed"},
     {"models"},
@@ -28,7 +28,19 @@ LAYERS: list[set[str]] = [
 ]
 """Bottom to top. A module may import from its own component and from lower layers only."""
 
-LIGHT = {"_lazy", "version", "errors", "domain", "files", "progress", "data", "phantoms", "evaluation", "rendering"}
+LIGHT = {
+    "_lazy",
+    "version",
+    "errors",
+    "domain",
+    "files",
+    "progress",
+    "machine",
+    "data",
+    "phantoms",
+    "evaluation",
+    "rendering",
+}
 """Components that need neither torch nor anything outside the standard library, numpy and SimpleITK."""
 LIGHT_MODULES = {
     "preprocessing.body",

@@ -60,13 +60,25 @@ def error_message(exc: BaseException) -> str:
     return lines[-1] if len(lines) > 1 and not isinstance(exc, DualDINOv3Error) else str(exc)
 
 
+def run_command(args: argparse.Namespace) -> int:
+    """Runs the parsed command; commands with ``--threads`` run under that many CPU threads (default: the
+    physical cores, shared among torchrun's processes on this machine; :mod:`DualDINOv3Lib.machine`)."""
+    if not hasattr(args, "threads"):
+        return args.func(args)
+    from ..machine import default_threads
+    from ..runtime import cpu_threads
+
+    with cpu_threads(args.threads if args.threads is not None else default_threads()):
+        return args.func(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     chatty = getattr(args, "log_info", False) and not getattr(args, "quiet", False)
     level = logging.INFO if args.verbose or chatty else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(message)s")
     try:
-        return args.func(args)
+        return run_command(args)
     except KeyboardInterrupt:
         remove_created_folders()
         if args.debug:

@@ -45,3 +45,27 @@ def fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text!r}")
     return value
+
+
+def thread_count(text: str) -> int:
+    """``--threads``: 1 up to the CPUs this process may use (:func:`DualDINOv3Lib.machine.check_threads`)."""
+    from ..errors import ConfigError
+    from ..machine import check_threads
+
+    try:
+        return check_threads(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    """The shared ``--threads N`` option; :func:`DualDINOv3Lib.cli.main` applies it around the whole command."""
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        default=None,
+        metavar="N",
+        help="CPU threads (default: the physical cores, shared among the processes torchrun starts on this machine)",
+    )

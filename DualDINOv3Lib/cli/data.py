@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from .arguments import positive_int
+from .arguments import add_threads_option, positive_int
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -89,6 +89,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--model", default=None, help="segmenter file (default: the bundled demo model)")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     p.add_argument("--overwrite", action="store_true", help="replace existing demo outputs")
+    add_threads_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(

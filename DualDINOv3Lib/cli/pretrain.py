@@ -13,7 +13,7 @@ import argparse
 import os
 import time
 
-from .arguments import positive_int
+from .arguments import add_threads_option, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop after N steps (the schedules still span optim.steps; --resume continues)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu (default: auto)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    add_threads_option(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set optim.batch_size=256 (repeatable)")  # fmt: skip
 

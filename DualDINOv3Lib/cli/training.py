@@ -8,7 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .arguments import fraction, non_negative_float, positive_float, positive_int
+from ..machine import DEFAULT_BATCH_SIZE
+from .arguments import add_threads_option, fraction, non_negative_float, positive_float, positive_int
 
 TRAINING_OVERRIDES = (
     ("epochs", positive_int),
@@ -174,6 +175,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     p.add_argument("--cache", default=None, help="preprocessing cache folder (default: OUT/cache)")
+    add_threads_option(p)
     _add_overrides(p, TRAINING_OVERRIDES)
     p.add_argument("--no-augmentation", action="store_true", help="train without data augmentation")
     p.set_defaults(func=cmd_finetune)
@@ -193,6 +195,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the splits")
     p.add_argument("--device", default="auto")
     _add_overrides(p, TRAINING_OVERRIDES[:3])
+    add_threads_option(p)
     p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("predict", help="segment every case of a HECKTOR-layout folder into CASE.nii.gz files")
@@ -200,7 +203,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--data", required=True, type=Path, help="HECKTOR-layout folder (labels not needed)")
     p.add_argument("--out", required=True, type=Path, help="folder for CASE.nii.gz predictions")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="slices per forward pass")
+    add_threads_option(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -242,7 +246,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--model", default=None, help="segmenter .safetensors (default: the bundled demo model)")
     p.add_argument("--out", default=None, type=Path, help="folder for cases.csv, summary.md and pictures")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
-    p.add_argument("--batch-size", type=positive_int, default=4, help="slices per forward pass (default: 4)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="slices per forward pass (default: 4)"
+    )
+    add_threads_option(p)
     p.add_argument(
         "--min-component-mm3",
         type=non_negative_float,

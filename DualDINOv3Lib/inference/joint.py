@@ -15,14 +15,26 @@ import numpy as np
 import torch
 
 from ..data.volume import LABEL_MODALITY, Volume
+from ..machine import DEFAULT_BATCH_SIZE
 from ..models.segmenter import Segmenter
 from ..preprocessing.slices import CasePreprocessor
-from ..runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
+from ..runtime import (
+    CancelFlag,
+    ProgressCallback,
+    autocast,
+    batches,
+    check_cancel,
+    report,
+    resolve_device,
+    with_cpu_threads,
+)
+from .memory import check_batch_memory
 from .pca import RGB_MODALITY, TokenPCA, body_patches
 from .postprocess import remove_small_components
 from .segment import evaluating, resolve_segmenter
 
 
+@with_cpu_threads
 def segment_with_feature_maps(
     ct: Volume,
     pet: Volume,
@@ -31,17 +43,18 @@ def segment_with_feature_maps(
     encoders: str | list[str] | None = None,
     layer: int = -1,
     device: str | torch.device = "auto",
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     mixed_precision: bool | None = None,
     check_inputs: bool = True,
     skip_empty_slices: bool = True,
     min_component_mm3: float = 0.0,
     token_budget_mb: float = 1024.0,
+    threads: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag = None,
 ) -> tuple[Volume, dict[str, Volume]]:
     """The label volume of :func:`~DualDINOv3Lib.segment_volume` and the maps of
-    :func:`~DualDINOv3Lib.pca_feature_maps` (same arguments), from one pass through the encoders.
+    :func:`~DualDINOv3Lib.pca_feature_maps` (same arguments, ``threads`` too), from one pass through the encoders.
 
     ``token_budget_mb``: how much memory the kept tokens may take; slices past it are encoded again in the
     second pass (0: never keep, always encode twice).
@@ -51,6 +64,7 @@ def segment_with_feature_maps(
     prep = CasePreprocessor(ct, pet, model.config.preprocessing, check_inputs=check_inputs)
     indices = np.flatnonzero(prep.body_slices) if skip_empty_slices else np.arange(prep.num_slices)
     device = resolve_device(device)
+    check_batch_memory(model, min(batch_size, max(len(indices), 1)), device, mixed_precision)
     patch = model.patch_size
     pca = {name: TokenPCA(name) for name in names}
     labels = np.zeros(ct.shape, dtype=np.uint8)

@@ -18,10 +18,20 @@ from torch import Tensor
 
 from ..data.volume import Volume
 from ..errors import DualDINOv3Error
+from ..machine import DEFAULT_BATCH_SIZE
 from ..models.segmenter import Segmenter
 from ..preprocessing.body import BODY_THRESHOLD_HU
 from ..preprocessing.slices import CasePreprocessor
-from ..runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
+from ..runtime import (
+    CancelFlag,
+    ProgressCallback,
+    autocast,
+    batches,
+    check_cancel,
+    report,
+    resolve_device,
+    with_cpu_threads,
+)
 from .segment import evaluating, resolve_segmenter
 
 log = logging.getLogger(__name__)
@@ -30,6 +40,7 @@ RGB_MODALITY = "RGB"
 SD_RANGE = 2.5
 
 
+@with_cpu_threads
 def pca_feature_maps(
     ct: Volume,
     pet: Volume,
@@ -38,9 +49,10 @@ def pca_feature_maps(
     encoders: str | list[str] | None = None,
     layer: int = -1,
     device: str | torch.device = "auto",
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     mixed_precision: bool | None = None,
     check_inputs: bool = True,
+    threads: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag = None,
 ) -> dict[str, Volume]:
@@ -48,7 +60,7 @@ def pca_feature_maps(
 
     ``encoders``: ``"ct"``, ``"pet"`` (dual-stream), ``"encoder"`` (single-stream) or a list; ``None`` = all.
     ``layer``: the encoder block whose (final-normed) output tokens are used; default ``-1``, the last.
-    Other arguments as :func:`~DualDINOv3Lib.inference.segment_volume`. Slices without body are black.
+    Other arguments (``threads`` too) as :func:`~DualDINOv3Lib.inference.segment_volume`. Slices without body are black.
 
     Returns ``{name: Volume}`` with uint8 arrays ``(Z, Y, X, 3)`` and the CT's geometry (modality ``"RGB"``).
     Two passes over the body slices: one to fit the PCA, one to project.

@@ -11,9 +11,20 @@ import numpy as np
 import torch
 
 from ..data.volume import LABEL_MODALITY, Volume
+from ..machine import DEFAULT_BATCH_SIZE
 from ..models.segmenter import Segmenter
 from ..preprocessing.slices import CasePreprocessor
-from ..runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
+from ..runtime import (
+    CancelFlag,
+    ProgressCallback,
+    autocast,
+    batches,
+    check_cancel,
+    report,
+    resolve_device,
+    with_cpu_threads,
+)
+from .memory import check_batch_memory
 from .postprocess import remove_small_components
 
 log = logging.getLogger(__name__)
@@ -43,17 +54,19 @@ def evaluating(model: torch.nn.Module, device: torch.device):
         model.train(was_training).to(original)
 
 
+@with_cpu_threads
 def segment_volume(
     ct: Volume,
     pet: Volume,
     segmenter: Segmenter | str | os.PathLike | None = None,
     *,
     device: str | torch.device = "auto",
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     mixed_precision: bool | None = None,
     check_inputs: bool = True,
     skip_empty_slices: bool = True,
     min_component_mm3: float = 0.0,
+    threads: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag = None,
 ) -> Volume:
@@ -70,12 +83,15 @@ def segment_volume(
     labelled background without running the model. ``check_inputs``: refuse implausible inputs (CT not in HU,
     PET not in SUV, the same image twice, CT and PET swapped; see :mod:`DualDINOv3Lib.data.plausibility`);
     NaN/inf voxels and impossible spacings are refused always. ``min_component_mm3``: connected regions smaller than
-    this are removed from the result. ``progress(fraction, message)`` is called after each batch;
+    this are removed from the result. ``threads``: CPU threads for torch and SimpleITK during the job, restored
+    afterwards (:func:`~DualDINOv3Lib.runtime.cpu_threads`; ``None``: the process's setting, by default the
+    physical cores). ``progress(fraction, message)`` is called after each batch;
     ``cancel`` (a ``threading.Event`` or a function) stops the job between batches by raising
     :class:`~DualDINOv3Lib.inference.Cancelled`.
 
     Memory: one batch of inputs and logits at a time plus the uint8 output; it does not grow with the number
-    of slices beyond the volumes themselves.
+    of slices beyond the volumes themselves. On the CPU a batch that would need more than the memory available
+    is refused before any work, naming the batch size that fits (:mod:`~DualDINOv3Lib.inference.memory`).
 
     Returns a :class:`~DualDINOv3Lib.data.Volume` of uint8 labels (0 = background, then the segmenter's
     ``label_names[1:]``, e.g. 1 = GTVp, 2 = GTVn), modality ``"label"``.
@@ -87,6 +103,7 @@ def segment_volume(
     indices = np.flatnonzero(prep.body_slices) if skip_empty_slices else np.arange(prep.num_slices)
     output = np.zeros(ct.shape, dtype=np.uint8)
     device = resolve_device(device)
+    check_batch_memory(model, min(batch_size, max(len(indices), 1)), device, mixed_precision)
     done = 0
     with evaluating(model, device), torch.inference_mode():
         for chunk in batches(indices, batch_size):

@@ -76,6 +76,14 @@ class PrimusMultiscaleDecoder(nn.Module):
         image = blocked.permute(0, 3 + 2 * n_stages, *rows, *cols)
         return image.reshape(b, k, h * 2**n_stages, w * 2**n_stages)
 
+    def working_memory_bytes(self, height: int, width: int, element_bytes: int) -> int:
+        """Peak memory one ``height x width`` slice needs in :meth:`forward` (inference): at the last stage, the
+        transposed convolution's output, its LayerNorm and its GELU, each a full-resolution map of that stage's
+        channels (0.60 GB for a ViT-B decoder at 512x512 in float32; ``bench_memory.py`` compares it with the
+        measured working memory of the whole segmenter)."""
+        channels = self.stages[-3].out_channels
+        return 3 * channels * height * width * element_bytes
+
     def reference_forward(self, maps: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
         """The same computation with PyTorch's convolution modules, channels-first (for checks)."""
         x = maps if isinstance(maps, Tensor) else torch.cat(list(maps), dim=1)

@@ -4,7 +4,8 @@
 1. Splits the labelled cases of ``data`` (HECKTOR layout) into folds stratified by GTVp volume stratum,
    60/20/20 train/validation/test per fold for 5 folds, saved to ``out/splits.json`` (reused when present).
 2. For each configuration and fold, finetunes (``out/<config>/fold_<k>``, resumable: rerun the same
-   command) and predicts the fold's test cases with ``segment_volume`` (``out/<config>/predictions/``).
+   command) and predicts the fold's test cases with ``segment_volume`` (``out/<config>/predictions/``;
+   under ``torchrun`` shared out over the processes, see :mod:`.predict`).
 3. Evaluates all predictions: ``out/evaluation/table1.md``, the CSVs and the box plot.
 """
 
@@ -14,8 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data.hecktor import HecktorCase, list_hecktor_cases, read_hecktor_case
-from ..data.io import write_volume
+from ..data.hecktor import HecktorCase, list_hecktor_cases
 from ..data.labels import read_label
 from ..domain import GTVP, class_volume_cm3, stratum_of
 from ..errors import DualDINOv3Error
@@ -23,11 +23,10 @@ from ..evaluation.splits import load_splits, make_crossval_splits, save_splits
 from ..files import write_text
 from ..finetune.config import RunConfig, load_run_config
 from ..finetune.trainer import STATE_FILE, finetune
-from ..inference.segment import segment_volume
-from ..models.segmenter_checkpoint import load_segmenter
 from ..progress import ProgressBar
 from .evaluate import EvaluationReport, evaluate_to_folder
 from .figures import plot_training_curves
+from .predict import predict_cases
 
 DONE_MARKER = "done"
 
@@ -77,12 +76,8 @@ def run_fold(run: RunConfig, fold: dict, by_id: dict[str, HecktorCase], out: Pat
             progress_factory=lambda epoch: ProgressBar(f"{name} f{k} e{epoch + 1}"),
             on_epoch_end=lambda history: plot_training_curves(history, run_dir / "curves.png", run.segmenter.labels),
         )
-        model = load_segmenter(result.best_path)
-        predictions.mkdir(parents=True, exist_ok=True)
-        for case_id in fold["test"]:
-            ct, pet, _ = read_hecktor_case(by_id[case_id])
-            label = segment_volume(ct, pet, model, device=device)
-            write_volume(label, predictions / f"{case_id}.nii.gz", overwrite=True)
+        # under torchrun the fold's test cases are shared out over the processes
+        predict_cases([by_id[c] for c in fold["test"]], predictions, result.best_path, device=device, overwrite=True)
         write_text(run_dir / DONE_MARKER, "trained and predicted\n")
     print(f"{name} fold {k}: test predictions in {predictions}")
     return predictions

@@ -1,7 +1,7 @@
 """The inference process: ``python InferenceWorker.py job.json``, run by :mod:`.Jobs` outside Slicer's process.
 
 ``job.json``: ``{"task": "segment" | "featureMaps", "ct": path, "pet": path, "model": path or null,
-"device", "batchSize", "outputDir", ...}``; the CT (HU) and PET (SUV, already converted) are NRRD files the
+"device", "batchSize", "threads", "outputDir", ...}``; the CT (HU) and PET (SUV, already converted) are NRRD files the
 logic wrote. Outputs are ``.npy`` arrays on the CT grid in ``outputDir`` (the logic knows the geometry).
 Standard output carries one JSON object per line: ``{"progress": f, "message": m}`` while running, then
 ``{"done": true, "outputs": {...}}`` or ``{"error": message, "kind": exception class name}``. Only the
@@ -17,6 +17,10 @@ import sys
 import traceback
 from pathlib import Path
 
+SLICER_RESERVED_CORES = 1
+"""With ``threads`` 0 (automatic) the worker uses all physical cores but this many: Slicer and the user's
+other work stay responsive while a volume is segmented."""
+
 
 def emit(**message) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
@@ -31,9 +35,12 @@ def run(job: dict) -> dict:
     ct = dataclasses.replace(read_volume(job["ct"]), units="HU", modality="CT")
     pet = dataclasses.replace(read_volume(job["pet"]), units="SUV", modality="PT")
     out = Path(job["outputDir"])
+    from DualDINOv3Lib.machine import DEFAULT_BATCH_SIZE, default_threads
+
     common = {
         "device": job.get("device", "auto"),
-        "batch_size": int(job.get("batchSize", 4)),
+        "batch_size": int(job.get("batchSize", DEFAULT_BATCH_SIZE)),
+        "threads": int(job.get("threads") or 0) or default_threads(reserve=SLICER_RESERVED_CORES),
         "progress": lambda fraction, message: emit(progress=fraction, message=message),
     }
     if job["task"] == "segment":

@@ -11,11 +11,15 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from DualDINOv3Lib.machine import DEFAULT_BATCH_SIZE, available_cpus
+
 from .SegmentationLogic import DEVICES
 
 MODULE_NAME = "DualDINOv3Segment"
 NODE_ROLES = ("ctVolume", "petVolume", "outputSegmentation")
 BATCH_SIZE_RANGE = (1, 64)
+AUTOMATIC_THREADS = 0
+"""``threads`` 0: the worker uses all physical cores but one (the user's other work keeps a core)."""
 
 
 @dataclass
@@ -28,7 +32,8 @@ class SegmentParameters:
     model: str = "demo_dual_p8"
     modelIsFile: bool = False
     device: str = "auto"
-    batchSize: int = 4
+    batchSize: int = DEFAULT_BATCH_SIZE
+    threads: int = AUTOMATIC_THREADS
     skipEmptySlices: bool = True
     minComponentMm3: float = 0.0
     ctEncoder: bool = True
@@ -80,7 +85,8 @@ def _parse(name: str, text: str, default):
             return text == "True"
         if isinstance(default, int):
             value = int(text)
-            return value if BATCH_SIZE_RANGE[0] <= value <= BATCH_SIZE_RANGE[1] else default
+            low, high = (AUTOMATIC_THREADS, available_cpus()) if name == "threads" else BATCH_SIZE_RANGE
+            return value if low <= value <= high else default  # e.g. a scene saved on a larger machine
         if isinstance(default, float):
             value = float(text)
             return value if math.isfinite(value) and value >= 0 else default

@@ -19,6 +19,8 @@ import tempfile
 import numpy as np
 import slicer
 
+from DualDINOv3Lib.machine import DEFAULT_BATCH_SIZE
+
 from . import Jobs
 from .Inputs import checkInputs, nodeProblems
 from .MRMLVolumes import addVolumeNode
@@ -85,6 +87,10 @@ class DualDINOv3SegmentLogic:
             from DualDINOv3Lib.errors import ConfigError
 
             raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+        if options.get("threads", 0) != 0:  # 0: automatic (InferenceWorker.SLICER_RESERVED_CORES)
+            from DualDINOv3Lib.machine import check_threads
+
+            options = {**options, "threads": check_threads(options["threads"])}
         modelPath = self.resolveModel(model)
         from DualDINOv3Lib import write_volume
 
@@ -124,9 +130,10 @@ class DualDINOv3SegmentLogic:
         outputSegmentation=None,
         device="auto",
         waitForCompletion=True,
-        batchSize=4,
+        batchSize=DEFAULT_BATCH_SIZE,
         skipEmptySlices=True,
         minComponentMm3=0.0,
+        threads=0,
         progress=None,
         completion=None,
     ):
@@ -134,7 +141,8 @@ class DualDINOv3SegmentLogic:
 
         Returns the segmentation node (``outputSegmentation``, whose segments of the same names are replaced,
         or a new node), or with ``waitForCompletion=False`` a :class:`~.Jobs.ProcessJob` whose ``result`` is
-        that node. ``progress(fraction, message)`` and ``completion(job)`` are called on the polling thread.
+        that node. ``threads``: CPU threads of the worker (0: all physical cores but one, so Slicer stays
+        responsive). ``progress(fraction, message)`` and ``completion(job)`` are called on the polling thread.
         Raises ``DualDINOv3Error`` (with the library's wording) for bad inputs, before any work.
         """
         if outputSegmentation is not None and not outputSegmentation.IsA("vtkMRMLSegmentationNode"):
@@ -144,6 +152,7 @@ class DualDINOv3SegmentLogic:
         options = {
             "device": device,
             "batchSize": int(batchSize),
+            "threads": threads,
             "skipEmptySlices": bool(skipEmptySlices),
             "minComponentMm3": float(minComponentMm3),
         }
@@ -205,19 +214,21 @@ class DualDINOv3SegmentLogic:
         encoders=("ct", "pet"),
         device="auto",
         waitForCompletion=True,
-        batchSize=4,
+        batchSize=DEFAULT_BATCH_SIZE,
+        threads=0,
         progress=None,
         completion=None,
     ):
         """RGB PCA maps of what each encoder sees: ``{encoder: vtkMRMLVectorVolumeNode}`` on the CT geometry.
 
         ``encoders``: ``"ct"`` and/or ``"pet"`` (``"encoder"`` for a single-stream model; None = all).
+        ``threads`` as in :meth:`segment`.
         With ``waitForCompletion=False`` a job whose ``result`` is that dict.
         """
         if isinstance(encoders, str):
             encoders = [encoders]
         encoders = None if encoders is None else list(encoders)
-        options = {"device": device, "batchSize": int(batchSize), "encoders": encoders}
+        options = {"device": device, "batchSize": int(batchSize), "threads": threads, "encoders": encoders}
         folder, jobFile = self._prepare(ctVolumeNode, petVolumeNode, model, "featureMaps", options)
 
         def finalize(outputs):

@@ -51,6 +51,9 @@ class Widget(qt.QWidget):
         self.ui.modelSelector.addItem("Local segmenter file", LOCAL_FILE)
         for device in DEVICES:
             self.ui.deviceSelector.addItem(device)
+        from DualDINOv3Lib.machine import available_cpus
+
+        self.ui.threadsSpinBox.maximum = available_cpus()
         self.ui.modelPathLineEdit.filters = self.ui.modelPathLineEdit.Files
         self.ui.modelPathLineEdit.nameFilters = ["Segmenter (*.safetensors)"]
 
@@ -85,6 +88,7 @@ class Widget(qt.QWidget):
             self.ui.modelPathLineEdit.currentPath = p.model
         self.ui.deviceSelector.setCurrentText(p.device)
         self.ui.batchSizeSpinBox.value = p.batchSize
+        self.ui.threadsSpinBox.value = p.threads
         self.ui.skipEmptySlicesCheckBox.checked = p.skipEmptySlices
         self.ui.minComponentSpinBox.value = p.minComponentMm3
         self.ui.ctEncoderCheckBox.checked = p.ctEncoder
@@ -101,6 +105,7 @@ class Widget(qt.QWidget):
             modelIsFile=isFile,
             device=self.ui.deviceSelector.currentText,
             batchSize=int(self.ui.batchSizeSpinBox.value),
+            threads=int(self.ui.threadsSpinBox.value),
             skipEmptySlices=bool(self.ui.skipEmptySlicesCheckBox.checked),
             minComponentMm3=float(self.ui.minComponentSpinBox.value),
             ctEncoder=bool(self.ui.ctEncoderCheckBox.checked),
@@ -168,6 +173,7 @@ class Widget(qt.QWidget):
                 "device": p.device,
                 "waitForCompletion": False,
                 "batchSize": p.batchSize,
+                "threads": p.threads,
                 "progress": self.onProgress,
                 "completion": self.onCompletion,
             }

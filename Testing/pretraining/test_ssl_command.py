@@ -29,7 +29,9 @@ def sets(items=FAST) -> list[str]:
 @pytest.mark.slow
 def test_pretrain_command_max_steps_resume_and_info(pet_store, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["pretrain", "--config", str(TINY), "--data", str(pet_store), "--out", str(out), "--device", "cpu"]
+    # --threads 1: the command would otherwise take the physical cores
+    args = ["pretrain", "--config", str(TINY), "--data", str(pet_store), "--out", str(out), "--device", "cpu",
+            "--threads", "1"]  # fmt: skip
     assert main([*args, "--max-steps", "2", *sets()]) == 0
     printed = capsys.readouterr().out
     assert "pretrained 2 of 4 steps" in printed and "teacher_backbone.pth" in printed

@@ -55,6 +55,8 @@ def test_every_widget_name_the_code_uses_exists_with_its_slicer_class(panel):
     assert panel.findChild(QtCore.QObject, "outputSegmentationSelector").nodeTypes == ["vtkMRMLSegmentationNode"]
     assert isinstance(panel.findChild(QtCore.QObject, "modelPathLineEdit"), ctkPathLineEdit)
     assert panel.findChild(QtCore.QObject, "inputsCollapsibleButton").title() == "Inputs"
+    threads = panel.findChild(QtWidgets.QSpinBox, "threadsSpinBox")  # 0 = automatic, shown as its own text
+    assert threads.minimum() == threads.value() == 0 and threads.specialValueText().startswith("auto")
     for name in ("segmentButton", "featureMapsButton", "cancelButton"):
         assert not panel.findChild(QtCore.QObject, name).isEnabled()  # enabled by the code once inputs are valid
 

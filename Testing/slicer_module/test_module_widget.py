@@ -120,3 +120,13 @@ def test_cancel_from_the_panel_and_errors_in_a_message_box(widgetFactory, slicer
     _waitForJob(widget, app)
     assert len(errors) == 1 and "broken.safetensors" in errors[0]
     assert widget.ui.statusLabel.text == errors[0]
+
+
+def test_the_threads_setting_reaches_the_parameters(widgetFactory, slicerApp):
+    from DualDINOv3Lib.machine import available_cpus
+
+    make, *_ = widgetFactory
+    widget = make()
+    assert widget.ui.threadsSpinBox.maximum == available_cpus() and widget.parametersFromGui().threads == 0
+    widget.ui.threadsSpinBox.value = 1
+    assert widget.parametersFromGui().threads == 1
