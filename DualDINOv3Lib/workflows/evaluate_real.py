@@ -36,7 +36,9 @@ from ..evaluation.real_data import (
 )
 from ..files import check_output_folder, write_text
 from ..inference.segment import resolve_segmenter, segment_volume
+from ..machine import DEFAULT_BATCH_SIZE
 from ..rendering import write_png
+from ..runtime import with_cpu_threads
 from .demo import overlay_picture
 
 log = logging.getLogger(__name__)
@@ -108,25 +110,28 @@ def _model_name(model) -> str:
     return f"`{model}`" if isinstance(model, (str, os.PathLike)) else f"a {type(model).__name__} given from Python"
 
 
+@with_cpu_threads
 def evaluate_real_folder(
     data: str | os.PathLike,
     out: str | os.PathLike | None = None,
     model=None,
     *,
     device: str = "auto",
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    threads: int | None = None,
     min_component_mm3: float = 0.0,
     overwrite: bool = False,
     on_case: Callable[[int, int, RealCaseResult], None] | None = None,
 ) -> RealEvaluationReport:
     """Segments and scores every case of ``data``; writes the tables and pictures into ``out`` (nothing is
-    written when ``out`` is None). ``model``: a segmenter, a ``.safetensors`` path, or None for the bundled demo
-    model. ``min_component_mm3`` is passed to :func:`~DualDINOv3Lib.segment_volume` (predicted regions smaller
-    than this are dropped before scoring). ``on_case(index, total, result)`` is called after each case.
+        written when ``out`` is None). ``model``: a segmenter, a ``.safetensors`` path, or None for the bundled demo
+        model. ``min_component_mm3`` is passed to :func:`~DualDINOv3Lib.segment_volume` (predicted regions smaller
+        than this are dropped before scoring). ``threads``: CPU threads for the whole job (None: leave the process's
+    setting). ``on_case(index, total, result)`` is called after each case.
 
-    The folder's layout and every output are checked before the first case is segmented. A case whose images
-    turn out unusable (unreadable, implausible, not overlapping: a :class:`DataError`) is listed in
-    ``failed`` and the others are evaluated; if none can be, the :class:`DataError` names them all.
+        The folder's layout and every output are checked before the first case is segmented. A case whose images
+        turn out unusable (unreadable, implausible, not overlapping: a :class:`DataError`) is listed in
+        ``failed`` and the others are evaluated; if none can be, the :class:`DataError` names them all.
     """
     data = Path(data)
     found = find_masked_cases(data)
