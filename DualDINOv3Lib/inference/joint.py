@@ -61,7 +61,7 @@ def segment_with_feature_maps(
         for chunk in batches(indices, batch_size):  # pass 1: labels, PCA fit, tokens kept within the budget
             check_cancel(cancel, "segmentation")
             x = prep.images(chunk).to(device)
-            with autocast(device, mixed_precision):
+            with autocast(device, mixed_precision, inference=True):
                 feats, tokens = model.features_and_tokens(x, layer, names)
                 logits = model.decode_features(feats)[..., : x.shape[-2], : x.shape[-1]]
             probabilities = torch.softmax(logits.float(), dim=1)
@@ -85,7 +85,7 @@ def segment_with_feature_maps(
             if k in kept:
                 tokens = {n: t.to(device, torch.float32) for n, t in kept.pop(k).items()}
             else:
-                with autocast(device, mixed_precision):
+                with autocast(device, mixed_precision, inference=True):
                     tokens = {n: t.float() for n, t in model.encoder_tokens(x, layer, names).items()}
             body = body_patches(x, prep, patch)
             for name in names:

@@ -67,7 +67,7 @@ def pca_feature_maps(
         for chunk in batches(indices, batch_size):
             check_cancel(cancel, "PCA")
             x = prep.images(chunk).to(device)
-            with autocast(device, mixed_precision):
+            with autocast(device, mixed_precision, inference=True):
                 tokens = {n: t.float() for n, t in model.encoder_tokens(x, layer, names).items()}
             yield chunk, x, tokens, body_patches(x, prep, patch)
             done += len(chunk)

@@ -66,9 +66,11 @@ def segment_volume(
     and class probabilities are mapped back onto the CT slice grid before the arg-max.
 
     ``device``: ``"auto"`` (cuda, then mps, then cpu) or a device name. ``mixed_precision``: autocast
-    (bf16/fp16) on GPU; ``None`` = on for CUDA. ``skip_empty_slices``: slices with (almost) no body are
-    labelled background without running the model. ``check_inputs``: refuse implausible inputs (CT not in HU,
-    PET not in SUV, the same image twice, CT and PET swapped; see :mod:`DualDINOv3Lib.data.plausibility`);
+    (bf16, fp16 on GPUs without bf16); ``None`` = on for CUDA and for CPUs with native bf16 (AVX-512-BF16 or
+    AMX; :func:`~DualDINOv3Lib.runtime.mixed_precision_dtype`), ``False`` = float32. ``skip_empty_slices``:
+    slices with (almost) no body are labelled background without running the model. ``check_inputs``: refuse
+    implausible inputs (CT not in HU, PET not in SUV, the same image twice, CT and PET swapped; see
+    :mod:`DualDINOv3Lib.data.plausibility`);
     NaN/inf voxels and impossible spacings are refused always. ``min_component_mm3``: connected regions smaller than
     this are removed from the result. ``progress(fraction, message)`` is called after each batch;
     ``cancel`` (a ``threading.Event`` or a function) stops the job between batches by raising
@@ -92,7 +94,7 @@ def segment_volume(
         for chunk in batches(indices, batch_size):
             check_cancel(cancel, "segmentation")
             x = prep.images(chunk).to(device)
-            with autocast(device, mixed_precision):
+            with autocast(device, mixed_precision, inference=True):
                 logits = model(x)
             probabilities = torch.softmax(logits.float(), dim=1)
             output[chunk] = prep.probabilities_to_ct_grid(probabilities).argmax(dim=1).to(torch.uint8).cpu().numpy()
