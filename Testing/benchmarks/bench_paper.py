@@ -142,15 +142,20 @@ def phantom_slices(n: int):
 
 
 def volume_section(args, model, device, default, flops: float, peaks: dict) -> None:
+    import torch
+
     from DualDINOv3Lib import segment_volume
     from DualDINOv3Lib.inference import segment_with_feature_maps
     from DualDINOv3Lib.preprocessing import CasePreprocessor
+    from DualDINOv3Lib.runtime import autocast
 
     start = time.perf_counter()
     ct, pet = phantom_slices(args.slices)
     made = time.perf_counter() - start
     body = int(CasePreprocessor(ct, pet, model.config.preprocessing).body_slices.sum())
     device_name = str(device)
+    with torch.inference_mode(), autocast(device, None, inference=True):  # warm-up at the first batch's size
+        model(torch.randn(min(4, max(body, 1)), 2, 512, 512, device=device))
     alone = _timed(lambda: segment_volume(ct, pet, model, device=device_name), device)
     joint = _timed(lambda: segment_with_feature_maps(ct, pet, model, device=device_name), device)
     print(
