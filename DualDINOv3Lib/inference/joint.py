@@ -17,10 +17,19 @@ import torch
 from ..data.volume import LABEL_MODALITY, Volume
 from ..models.segmenter import Segmenter
 from ..preprocessing.slices import CasePreprocessor
-from ..runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
+from ..runtime import (
+    CancelFlag,
+    ProgressCallback,
+    autocast,
+    batches,
+    check_cancel,
+    mixed_precision_dtype,
+    report,
+    resolve_device,
+)
 from .pca import RGB_MODALITY, TokenPCA, body_patches
 from .postprocess import remove_small_components
-from .segment import evaluating, resolve_segmenter
+from .segment import evaluating, matmul_weights_in, resolve_segmenter
 
 
 def segment_with_feature_maps(
@@ -57,7 +66,8 @@ def segment_with_feature_maps(
     kept: dict[int, dict[str, torch.Tensor]] = {}
     budget = token_budget_mb * 2**20
     body_chunks, done = [], 0
-    with evaluating(model, device), torch.inference_mode():
+    weights = matmul_weights_in(model, mixed_precision_dtype(device, mixed_precision, inference=True))
+    with evaluating(model, device), weights, torch.inference_mode():
         for chunk in batches(indices, batch_size):  # pass 1: labels, PCA fit, tokens kept within the budget
             check_cancel(cancel, "segmentation")
             x = prep.images(chunk).to(device)

@@ -21,8 +21,17 @@ from ..errors import DualDINOv3Error
 from ..models.segmenter import Segmenter
 from ..preprocessing.body import BODY_THRESHOLD_HU
 from ..preprocessing.slices import CasePreprocessor
-from ..runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
-from .segment import evaluating, resolve_segmenter
+from ..runtime import (
+    CancelFlag,
+    ProgressCallback,
+    autocast,
+    batches,
+    check_cancel,
+    mixed_precision_dtype,
+    report,
+    resolve_device,
+)
+from .segment import evaluating, matmul_weights_in, resolve_segmenter
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +84,8 @@ def pca_feature_maps(
             report(progress, (offset + done) / total, f"PCA {stage} {done}/{len(indices)} slices")
 
     pca = {name: TokenPCA(name) for name in names}
-    with evaluating(model, device), torch.inference_mode():
+    weights = matmul_weights_in(model, mixed_precision_dtype(device, mixed_precision, inference=True))
+    with evaluating(model, device), weights, torch.inference_mode():
         for _, _, tokens, body in token_batches("fit"):  # pass 1: mean and covariance of body tokens
             for name, maps in tokens.items():
                 pca[name].add(maps, body)

@@ -13,7 +13,16 @@ import torch
 from ..data.volume import LABEL_MODALITY, Volume
 from ..models.segmenter import Segmenter
 from ..preprocessing.slices import CasePreprocessor
-from ..runtime import CancelFlag, ProgressCallback, autocast, batches, check_cancel, report, resolve_device
+from ..runtime import (
+    CancelFlag,
+    ProgressCallback,
+    autocast,
+    batches,
+    check_cancel,
+    mixed_precision_dtype,
+    report,
+    resolve_device,
+)
 from .postprocess import remove_small_components
 
 log = logging.getLogger(__name__)
@@ -41,6 +50,34 @@ def evaluating(model: torch.nn.Module, device: torch.device):
         yield model
     finally:
         model.train(was_training).to(original)
+
+
+MATMUL_LAYERS = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+
+
+@contextlib.contextmanager
+def matmul_weights_in(model: torch.nn.Module, dtype: torch.dtype | None):
+    """The weights and biases of ``model``'s linear and convolution layers held in ``dtype`` for the duration
+    (``None``: unchanged); the float32 originals are put back afterwards, untouched.
+
+    Why: autocast casts a float32 weight to bf16/fp16 in every call, and under ``torch.inference_mode`` (or for
+    frozen weights) it keeps no cache, so each forward re-casts every weight of both encoders. Casting them once
+    per volume gives the same numbers (autocast rounds the same way) without the repeated copies. Other
+    parameters (norms, layer scales, tokens) and buffers stay float32, as autocast would use them.
+    """
+    swapped = []
+    if dtype is not None:
+        for module in model.modules():
+            if isinstance(module, MATMUL_LAYERS):
+                for param in (module.weight, module.bias):
+                    if param is not None and param.dtype == torch.float32:
+                        swapped.append((param, param.data))
+                        param.data = param.data.to(dtype)
+    try:
+        yield model
+    finally:
+        for param, original in swapped:
+            param.data = original
 
 
 def segment_volume(
@@ -90,7 +127,8 @@ def segment_volume(
     output = np.zeros(ct.shape, dtype=np.uint8)
     device = resolve_device(device)
     done = 0
-    with evaluating(model, device), torch.inference_mode():
+    weights = matmul_weights_in(model, mixed_precision_dtype(device, mixed_precision, inference=True))
+    with evaluating(model, device), weights, torch.inference_mode():
         for chunk in batches(indices, batch_size):
             check_cancel(cancel, "segmentation")
             x = prep.images(chunk).to(device)

@@ -88,3 +88,26 @@ def _tumour_slices(ct, label, n: int):
     origin = (ct.origin[0], ct.origin[1], ct.origin[2] + first * ct.spacing[2])
     part = dataclasses.replace(ct, array=ct.array[first : first + n], origin=origin)
     return part, np.asarray(label.array[first : first + n])
+
+
+def test_weights_cast_once_give_autocasts_numbers_and_are_put_back():
+    from DualDINOv3Lib.inference.segment import matmul_weights_in
+
+    torch.manual_seed(0)
+    config = {"architecture": "dual_stream", "backbone": "vit_nano16", "preprocessing": {"crop_size": 64}}
+    model = build_segmenter(config).eval()
+    x = torch.randn(2, 2, 64, 64)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model(x)
+        with matmul_weights_in(model, torch.bfloat16):
+            assert (
+                model.fusions[0].project.weight.dtype == model.ct_encoder.blocks[0].mlp.fc1.bias.dtype == torch.bfloat16
+            )
+            assert model.fusions[0].norm_ct.weight.dtype == model.ct_encoder.blocks[0].ls1.gamma.dtype == torch.float32
+            cast_once = model(x)
+    assert torch.equal(cast_once, expected)  # autocast rounds the weights the same way, call after call
+    with pytest.raises(RuntimeError, match="stop"), matmul_weights_in(model, torch.bfloat16):
+        raise RuntimeError("stop")
+    after = model.state_dict()
+    assert all(after[name].dtype == value.dtype and torch.equal(after[name], value) for name, value in before.items())
