@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import statistics
 import time
 from pathlib import Path
@@ -89,6 +90,7 @@ def reference_forward(model, x):
 def forward_section(args, model, device, reduced, flops: float, peaks: dict) -> None:
     import torch
 
+    from DualDINOv3Lib.inference.segment import matmul_weights_in
     from DualDINOv3Lib.runtime import autocast
 
     x = torch.randn(args.batch, 2, args.size, args.size, device=device)
@@ -96,15 +98,18 @@ def forward_section(args, model, device, reduced, flops: float, peaks: dict) -> 
         "reference modules (fp32)": lambda: reference_forward(model, x),
         "fp32 path": lambda: model(x),
     }
+    stack = contextlib.ExitStack()
     if reduced is not None:
+        # as segment_volume runs it: matmul weights cast once (a copy of the model holds them), autocast
+        reduced_model = stack.enter_context(matmul_weights_in(copy.deepcopy(model), reduced))
 
         def reduced_run():
             with autocast(device, True):
-                model(x)
+                reduced_model(x)
 
         runs[f"{_name(reduced)} path"] = reduced_run
     times = {name: [] for name in runs}
-    with torch.inference_mode():
+    with stack, torch.inference_mode():
         for fn in runs.values():  # warm-up (oneDNN kernels, allocator)
             fn()
         for _ in range(args.repeats):
@@ -180,11 +185,12 @@ def profile_section(model, device, default, size: int) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from DualDINOv3Lib.inference.segment import matmul_weights_in
     from DualDINOv3Lib.runtime import autocast
 
     x = torch.randn(1, 2, size, size, device=device)
     context = autocast(device, True) if default is not None else contextlib.nullcontext()
-    with torch.inference_mode(), context:
+    with torch.inference_mode(), context, matmul_weights_in(model, default):
         model(x)
         with profile(
             activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if device.type == "cuda" else [])]
