@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python Testing/benchmarks/bench_augment.py
 	$(BIN)/python Testing/benchmarks/bench_precision.py
 	$(BIN)/python Testing/benchmarks/bench_memory.py
+	$(BIN)/python Testing/benchmarks/bench_paper.py
 	$(BIN)/python Testing/benchmarks/bench_pretrain.py
 
 clean:

@@ -27,8 +27,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("auto", "fp32", "mixed"),
         default="auto",
-        help="auto: bf16/fp16 on CUDA, float32 elsewhere; mixed: bf16 also on CPU (fast on CPUs with AVX-512-BF16 "
-        "or AMX); fp32: float32 everywhere",
+        help="auto (default): bf16 (fp16 without bf16) on CUDA and on CPUs with native bf16 (AVX-512-BF16 or "
+        "AMX), float32 elsewhere; mixed: bf16 on any CPU too (slow where emulated); fp32: float32 everywhere",
     )
     p.add_argument(
         "--no-input-checks",

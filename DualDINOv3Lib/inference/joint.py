@@ -24,6 +24,7 @@ from ..runtime import (
     autocast,
     batches,
     check_cancel,
+    mixed_precision_dtype,
     report,
     resolve_device,
     with_cpu_threads,
@@ -31,7 +32,7 @@ from ..runtime import (
 from .memory import check_batch_memory
 from .pca import RGB_MODALITY, TokenPCA, body_patches
 from .postprocess import remove_small_components
-from .segment import evaluating, resolve_segmenter
+from .segment import evaluating, matmul_weights_in, resolve_segmenter
 
 
 @with_cpu_threads
@@ -71,11 +72,12 @@ def segment_with_feature_maps(
     kept: dict[int, dict[str, torch.Tensor]] = {}
     budget = token_budget_mb * 2**20
     body_chunks, done = [], 0
-    with evaluating(model, device), torch.inference_mode():
+    weights = matmul_weights_in(model, mixed_precision_dtype(device, mixed_precision, inference=True))
+    with evaluating(model, device), weights, torch.inference_mode():
         for chunk in batches(indices, batch_size):  # pass 1: labels, PCA fit, tokens kept within the budget
             check_cancel(cancel, "segmentation")
             x = prep.images(chunk).to(device)
-            with autocast(device, mixed_precision):
+            with autocast(device, mixed_precision, inference=True):
                 feats, tokens = model.features_and_tokens(x, layer, names)
                 logits = model.decode_features(feats)[..., : x.shape[-2], : x.shape[-1]]
             probabilities = torch.softmax(logits.float(), dim=1)
@@ -99,7 +101,7 @@ def segment_with_feature_maps(
             if k in kept:
                 tokens = {n: t.to(device, torch.float32) for n, t in kept.pop(k).items()}
             else:
-                with autocast(device, mixed_precision):
+                with autocast(device, mixed_precision, inference=True):
                     tokens = {n: t.float() for n, t in model.encoder_tokens(x, layer, names).items()}
             body = body_patches(x, prep, patch)
             for name in names:

@@ -27,7 +27,7 @@ def check_batch_memory(model: Segmenter, batch_size: int, device: torch.device, 
     if available is None:
         return
     size = model.config.preprocessing.crop_size
-    dtype = mixed_precision_dtype(device, mixed_precision)
+    dtype = mixed_precision_dtype(device, mixed_precision, inference=True)
     need = batch_memory_bytes(model, batch_size, size, dtype)
     if need <= available:
         return

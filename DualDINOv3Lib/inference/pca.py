@@ -28,11 +28,12 @@ from ..runtime import (
     autocast,
     batches,
     check_cancel,
+    mixed_precision_dtype,
     report,
     resolve_device,
     with_cpu_threads,
 )
-from .segment import evaluating, resolve_segmenter
+from .segment import evaluating, matmul_weights_in, resolve_segmenter
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def pca_feature_maps(
         for chunk in batches(indices, batch_size):
             check_cancel(cancel, "PCA")
             x = prep.images(chunk).to(device)
-            with autocast(device, mixed_precision):
+            with autocast(device, mixed_precision, inference=True):
                 tokens = {n: t.float() for n, t in model.encoder_tokens(x, layer, names).items()}
             yield chunk, x, tokens, body_patches(x, prep, patch)
             done += len(chunk)
@@ -87,7 +88,8 @@ def pca_feature_maps(
             report(progress, (offset + done) / total, f"PCA {stage} {done}/{len(indices)} slices")
 
     pca = {name: TokenPCA(name) for name in names}
-    with evaluating(model, device), torch.inference_mode():
+    weights = matmul_weights_in(model, mixed_precision_dtype(device, mixed_precision, inference=True))
+    with evaluating(model, device), weights, torch.inference_mode():
         for _, _, tokens, body in token_batches("fit"):  # pass 1: mean and covariance of body tokens
             for name, maps in tokens.items():
                 pca[name].add(maps, body)

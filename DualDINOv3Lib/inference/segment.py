@@ -20,6 +20,7 @@ from ..runtime import (
     autocast,
     batches,
     check_cancel,
+    mixed_precision_dtype,
     report,
     resolve_device,
     with_cpu_threads,
@@ -54,6 +55,34 @@ def evaluating(model: torch.nn.Module, device: torch.device):
         model.train(was_training).to(original)
 
 
+MATMUL_LAYERS = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+
+
+@contextlib.contextmanager
+def matmul_weights_in(model: torch.nn.Module, dtype: torch.dtype | None):
+    """The weights and biases of ``model``'s linear and convolution layers held in ``dtype`` for the duration
+    (``None``: unchanged); the float32 originals are put back afterwards, untouched.
+
+    Why: autocast casts a float32 weight to bf16/fp16 in every call, and under ``torch.inference_mode`` (or for
+    frozen weights) it keeps no cache, so each forward re-casts every weight of both encoders. Casting them once
+    per volume gives the same numbers (autocast rounds the same way) without the repeated copies. Other
+    parameters (norms, layer scales, tokens) and buffers stay float32, as autocast would use them.
+    """
+    swapped = []
+    if dtype is not None:
+        for module in model.modules():
+            if isinstance(module, MATMUL_LAYERS):
+                for param in (module.weight, module.bias):
+                    if param is not None and param.dtype == torch.float32:
+                        swapped.append((param, param.data))
+                        param.data = param.data.to(dtype)
+    try:
+        yield model
+    finally:
+        for param, original in swapped:
+            param.data = original
+
+
 @with_cpu_threads
 def segment_volume(
     ct: Volume,
@@ -79,9 +108,11 @@ def segment_volume(
     and class probabilities are mapped back onto the CT slice grid before the arg-max.
 
     ``device``: ``"auto"`` (cuda, then mps, then cpu) or a device name. ``mixed_precision``: autocast
-    (bf16/fp16) on GPU; ``None`` = on for CUDA. ``skip_empty_slices``: slices with (almost) no body are
-    labelled background without running the model. ``check_inputs``: refuse implausible inputs (CT not in HU,
-    PET not in SUV, the same image twice, CT and PET swapped; see :mod:`DualDINOv3Lib.data.plausibility`);
+    (bf16, fp16 on GPUs without bf16); ``None`` = on for CUDA and for CPUs with native bf16 (AVX-512-BF16 or
+    AMX; :func:`~DualDINOv3Lib.runtime.mixed_precision_dtype`), ``False`` = float32. ``skip_empty_slices``:
+    slices with (almost) no body are labelled background without running the model. ``check_inputs``: refuse
+    implausible inputs (CT not in HU, PET not in SUV, the same image twice, CT and PET swapped; see
+    :mod:`DualDINOv3Lib.data.plausibility`);
     NaN/inf voxels and impossible spacings are refused always. ``min_component_mm3``: connected regions smaller than
     this are removed from the result. ``threads``: CPU threads for torch and SimpleITK during the job, restored
     afterwards (:func:`~DualDINOv3Lib.runtime.cpu_threads`; ``None``: the process's setting, by default the
@@ -105,11 +136,12 @@ def segment_volume(
     device = resolve_device(device)
     check_batch_memory(model, min(batch_size, max(len(indices), 1)), device, mixed_precision)
     done = 0
-    with evaluating(model, device), torch.inference_mode():
+    weights = matmul_weights_in(model, mixed_precision_dtype(device, mixed_precision, inference=True))
+    with evaluating(model, device), weights, torch.inference_mode():
         for chunk in batches(indices, batch_size):
             check_cancel(cancel, "segmentation")
             x = prep.images(chunk).to(device)
-            with autocast(device, mixed_precision):
+            with autocast(device, mixed_precision, inference=True):
                 logits = model(x)
             probabilities = torch.softmax(logits.float(), dim=1)
             output[chunk] = prep.probabilities_to_ct_grid(probabilities).argmax(dim=1).to(torch.uint8).cpu().numpy()

@@ -254,7 +254,7 @@ class DINOv3ViT(nn.Module):
         maps = [out[:, p:] for out in outputs]
         if reshape:
             b = x.shape[0]
-            maps = [m.transpose(1, 2).reshape(b, -1, h, w).contiguous() for m in maps]
+            maps = [m.transpose(1, 2).reshape(b, -1, h, w) for m in maps]  # views of the token rows, no copy
         if return_class_token:
             return tuple(zip(maps, [out[:, 0] for out in outputs], strict=True))
         return tuple(maps)

@@ -199,3 +199,44 @@ class ProcessJob:
                 callback(self)
             except Exception:
                 log.exception("completion callback of a DualDINOv3 job failed")
+
+
+class FinishedJob:
+    """A job whose result was at hand without a worker (e.g. cached feature maps), with :class:`ProcessJob`'s
+    interface: the callbacks run on the first :meth:`poll` (the caller's thread, as for a process job)."""
+
+    def __init__(
+        self,
+        result,
+        *,
+        progressCallback: Callable[[float, str], None] | None = None,
+        completionCallback: Callable[[FinishedJob], None] | None = None,
+        message: str = "done",
+    ) -> None:
+        self.result, self.error = result, None
+        self.state, self.progress, self.message = COMPLETED, 1.0, message
+        self._progressCallback, self._completionCallback = progressCallback, completionCallback
+        self._notified = False
+
+    @property
+    def finished(self) -> bool:
+        return True
+
+    def poll(self) -> bool:
+        if not self._notified:
+            self._notified = True
+            if self._progressCallback is not None:
+                self._progressCallback(self.progress, self.message)
+            if self._completionCallback is not None:
+                try:
+                    self._completionCallback(self)
+                except Exception:
+                    log.exception("completion callback of a DualDINOv3 job failed")
+        return True
+
+    def cancel(self) -> None:
+        """Nothing to stop."""
+
+    def wait(self, pollInterval: float = 0.05):
+        self.poll()
+        return self.result

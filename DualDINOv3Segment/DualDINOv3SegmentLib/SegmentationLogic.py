@@ -7,6 +7,7 @@ when a job completes, so a failed or cancelled job leaves the scene exactly as i
 >>> logic = DualDINOv3SegmentLogic()
 >>> segmentation = logic.segment(ctNode, petNode)  # the bundled demo model, waits for the result
 >>> job = logic.segment(ctNode, petNode, waitForCompletion=False)  # job.progress, job.cancel(), job.poll()
+>>> maps = logic.featureMaps(ctNode, petNode)  # same inputs, model and device: loaded, no second encoder pass
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import slicer
 from DualDINOv3Lib.machine import DEFAULT_BATCH_SIZE
 
 from . import Jobs
+from .FeatureMapCache import PCA_LAYER, FeatureMapCache, featureMapKey
 from .Inputs import checkInputs, nodeProblems
 from .MRMLVolumes import addVolumeNode
 from .Terminology import segmentDescriptions
@@ -39,14 +41,23 @@ class DualDINOv3SegmentLogic:
     (default ``slicer.dicomDatabase`` when it exists), used to convert a PET loaded from DICOM to SUV.
     ``tempDirectory``: where each job's temporary folder is made (default: the system's). ``catalog``: a
     :class:`~.ModelCatalog.ModelCatalog` that resolves model ids (default: the module's catalogue).
+    ``featureMapCache``: where Segment keeps the feature maps it computes in the same encoder pass, for
+    :meth:`featureMaps` on the same inputs (default: a :class:`~.FeatureMapCache.FeatureMapCache` of two entries
+    in ``tempDirectory``); ``False`` = Segment computes labels only.
     """
 
-    def __init__(self, scene=None, dicomDatabase=None, tempDirectory=None, catalog=None, python=None) -> None:
+    def __init__(
+        self, scene=None, dicomDatabase=None, tempDirectory=None, catalog=None, python=None, featureMapCache=None
+    ) -> None:
         self.scene = scene if scene is not None else slicer.mrmlScene
         self.dicomDatabase = dicomDatabase if dicomDatabase is not None else getattr(slicer, "dicomDatabase", None)
         self.tempDirectory = tempDirectory
         self.catalog = catalog
         self.python = python
+        if featureMapCache is None:
+            folder = os.path.join(tempDirectory or tempfile.gettempdir(), "DualDINOv3-feature-maps")
+            featureMapCache = FeatureMapCache(folder)
+        self.featureMapCache = featureMapCache or None
         self.lastNotes: list[str] = []
         self.lastWarnings: list[str] = []
 
@@ -76,8 +87,8 @@ class DualDINOv3SegmentLogic:
             f"model {model!r} is neither a segmenter file nor a catalogue entry ({', '.join(catalog.ids())})"
         )
 
-    def _prepare(self, ctVolumeNode, petVolumeNode, model, task: str, options: dict):
-        """Check the inputs, then write them and the job description into a new temporary folder."""
+    def _check(self, ctVolumeNode, petVolumeNode, model, options: dict):
+        """The checked inputs (library Volumes, PET in SUV), the model's path (None: bundled) and their cache key."""
         checked = checkInputs(ctVolumeNode, petVolumeNode, self.dicomDatabase)
         self.lastNotes, self.lastWarnings = list(checked.notes), list(checked.warnings)
         for note in checked.notes:
@@ -92,6 +103,11 @@ class DualDINOv3SegmentLogic:
 
             options = {**options, "threads": check_threads(options["threads"])}
         modelPath = self.resolveModel(model)
+        key = featureMapKey(checked.ct, checked.pet, modelPath, device) if self.featureMapCache else None
+        return checked, modelPath, key
+
+    def _prepare(self, checked, modelPath, task: str, options: dict):
+        """Write the checked inputs and the job description into a new temporary folder."""
         from DualDINOv3Lib import write_volume
 
         folder = tempfile.mkdtemp(prefix="DualDINOv3-", dir=self.tempDirectory)
@@ -139,6 +155,10 @@ class DualDINOv3SegmentLogic:
     ):
         """GTVp (label 1) and GTVn (label 2) segments on the CT geometry.
 
+        With a feature-map cache (the default) the same worker pass also computes every encoder's PCA maps
+        (``segment_with_feature_maps``: no extra encoder pass) and keeps them on disk, so :meth:`featureMaps` on
+        the same inputs, model and device only loads them.
+
         Returns the segmentation node (``outputSegmentation``, whose segments of the same names are replaced,
         or a new node), or with ``waitForCompletion=False`` a :class:`~.Jobs.ProcessJob` whose ``result`` is
         that node. ``threads``: CPU threads of the worker (0: all physical cores but one, so Slicer stays
@@ -156,10 +176,18 @@ class DualDINOv3SegmentLogic:
             "skipEmptySlices": bool(skipEmptySlices),
             "minComponentMm3": float(minComponentMm3),
         }
-        folder, jobFile = self._prepare(ctVolumeNode, petVolumeNode, model, "segment", options)
+        checked, modelPath, key = self._check(ctVolumeNode, petVolumeNode, model, options)
+        if key is not None:
+            options.update(featureMaps=True, featureMapLayer=PCA_LAYER)
+        folder, jobFile = self._prepare(checked, modelPath, "segment", options)
 
         def finalize(outputs):
             labels = np.load(outputs["label"])
+            if key is not None and outputs.get("featureMaps"):
+                try:
+                    self.featureMapCache.store(key, outputs["featureMaps"])
+                except OSError as exc:  # the segmentation stands; the maps will be computed when asked for
+                    log.warning("could not keep the feature maps for later: %s", exc)
             return self.segmentationFromLabels(labels, ctVolumeNode, outputSegmentation)
 
         return self._run(folder, jobFile, finalize, waitForCompletion, progress, completion)
@@ -223,13 +251,14 @@ class DualDINOv3SegmentLogic:
 
         ``encoders``: ``"ct"`` and/or ``"pet"`` (``"encoder"`` for a single-stream model; None = all).
         ``threads`` as in :meth:`segment`.
-        With ``waitForCompletion=False`` a job whose ``result`` is that dict.
+        With ``waitForCompletion=False`` a job whose ``result`` is that dict. After :meth:`segment` on the same
+        inputs, model and device the maps that job computed are loaded (no worker, no encoder pass; the job is
+        a :class:`~.Jobs.FinishedJob`).
         """
         if isinstance(encoders, str):
             encoders = [encoders]
         encoders = None if encoders is None else list(encoders)
         options = {"device": device, "batchSize": int(batchSize), "threads": threads, "encoders": encoders}
-        folder, jobFile = self._prepare(ctVolumeNode, petVolumeNode, model, "featureMaps", options)
 
         def finalize(outputs):
             nodes = {}
@@ -239,6 +268,13 @@ class DualDINOv3SegmentLogic:
                 nodes[name] = addVolumeNode(self.scene, rgb, ctVolumeNode, title, "vtkMRMLVectorVolumeNode")
             return nodes
 
+        checked, modelPath, key = self._check(ctVolumeNode, petVolumeNode, model, options)
+        cached = self.featureMapCache.load(key, encoders) if key is not None else None
+        if cached is not None:
+            log.info("feature maps from the Segment run on the same inputs (no encoder pass)")
+            job = Jobs.FinishedJob(finalize(cached), progressCallback=progress, completionCallback=completion)
+            return job.wait() if waitForCompletion else job
+        folder, jobFile = self._prepare(checked, modelPath, "featureMaps", options)
         return self._run(folder, jobFile, finalize, waitForCompletion, progress, completion)
 
     # --- display -----------------------------------------------------------------------------------------

@@ -289,3 +289,31 @@ def test_the_decoder_runs_as_matrix_products_with_the_convolutions_results():
         assert fast.shape == reference.shape == (2, 3, 5 * patch, 7 * patch)
         torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
         assert set(decoder.state_dict()) == {k for k in decoder.state_dict() if k.startswith(("stages.", "head."))}
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "token_view"])
+def test_the_fusion_runs_on_token_rows_with_the_reference_modules_results(layout):
+    torch.manual_seed(0)
+    fusion = CrossModalFusion(64, num_heads=4, out_dim=48).eval()
+    for p in fusion.parameters():  # not the initial values (LayerNorm weight 1, bias 0)
+        torch.nn.init.normal_(p, std=0.1)
+    projections = [f"{a}.{x}.{p}" for a in ("ct_from_pet", "pet_from_ct") for x in ("q", "k", "v", "out")
+                   for p in ("weight", "bias")]  # fmt: skip
+    norms = [f"{m}.{p}" for m in ("norm_ct", "norm_pet", "project") for p in ("weight", "bias")]
+    assert sorted(fusion.state_dict()) == sorted(projections + norms)  # the names segmenter files hold
+    tokens = torch.randn(2, 3 + 5 * 7, 64), torch.randn(2, 3 + 5 * 7, 64)
+    if layout == "token_view":  # as an encoder returns its maps: views of its token rows after the prefix tokens
+        ct, pet = (t[:, 3:].transpose(1, 2).reshape(2, 64, 5, 7) for t in tokens)
+    else:
+        ct, pet = (t[:, 3:].transpose(1, 2).reshape(2, 64, 5, 7).contiguous() for t in tokens)
+    with torch.no_grad():
+        fast, reference = fusion(ct, pet), fusion.reference_forward(ct, pet)
+        assert fast.shape == reference.shape == (2, 48, 5, 7)
+        torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast16, reference16 = fusion(ct, pet), fusion.reference_forward(ct, pet)
+        torch.testing.assert_close(fast16.float(), reference.float(), rtol=0.05, atol=0.05)
+        assert (fast16.float() - reference).abs().mean() <= 2 * (reference16.float() - reference).abs().mean()
+    ct.requires_grad_(True)
+    fusion(ct, pet).square().sum().backward()  # trainable: gradients reach the inputs and every parameter
+    assert ct.grad is not None and all(p.grad is not None for p in fusion.parameters())

@@ -84,7 +84,8 @@ def test_inputs_untouched_and_only_the_new_segmentation_added(segmented):
     added = [standIn.scene.GetNthNode(i) for i in range(count, standIn.scene.GetNumberOfNodes())]
     assert segmentation in added
     assert {n.GetClassName() for n in added} <= {"vtkMRMLSegmentationNode", "vtkMRMLSegmentationDisplayNode"}
-    assert list(temp.iterdir()) == []  # the job's temporary folder is gone
+    # the job's temporary folder is gone; what stays is the feature maps it computed, for Show feature maps
+    assert [p.name for p in temp.iterdir()] == ["DualDINOv3-feature-maps"]
 
 
 @pytest.mark.slow  # shares one ~15 s segmentation run
@@ -129,3 +130,31 @@ def test_feature_maps_are_rgb_vector_volumes_on_the_ct_geometry(phantomNodes, sl
     assert slicerApp.scene.GetNumberOfNodes() > count
     assert list(tmp_path.iterdir()) == []
     assert sceneSummary(slicerApp.scene)
+
+
+@pytest.mark.slow  # shares the segmentation run, plus one fresh feature-map run to compare with
+def test_show_feature_maps_after_segment_loads_that_runs_maps_without_a_worker(segmented, monkeypatch, tmp_path):
+    from DualDINOv3SegmentLib import Jobs
+
+    standIn, ct, pet, *_, temp = segmented
+    started = []
+    processJob = Jobs.ProcessJob
+    monkeypatch.setattr(Jobs, "ProcessJob", lambda *a, **k: started.append(a) or processJob(*a, **k))
+    logic = DualDINOv3SegmentLogic(standIn.scene, tempDirectory=str(temp))  # a new logic: the maps stayed on disk
+    progress, done = [], []
+    job = logic.featureMaps(ct, pet, device="cpu", waitForCompletion=False, progress=lambda f, m: progress.append(f),
+                            completion=done.append)  # fmt: skip
+    assert started == [] and done == []  # callbacks come from poll(), on the caller's thread, as for a worker
+    assert job.poll() and job.state == Jobs.COMPLETED and progress == [1.0] and done == [job]
+    cached = job.result
+    assert sorted(cached) == ["ct", "pet"] and all(node.IsA("vtkMRMLVectorVolumeNode") for node in cached.values())
+
+    fresh = DualDINOv3SegmentLogic(standIn.scene, tempDirectory=str(tmp_path), featureMapCache=False)
+    fresh = fresh.featureMaps(ct, pet, device="cpu")
+    assert len(started) == 1  # the fresh run needed its worker
+    for name in ("ct", "pet"):
+        a = slicer.util.arrayFromVolume(cached[name]).astype(int)
+        b = slicer.util.arrayFromVolume(fresh[name]).astype(int)
+        assert np.abs(a - b).max() <= 2 and (a == b).mean() > 0.99, name  # kept tokens are float16
+    only = logic.featureMaps(ct, pet, encoders="pet", device="cpu")
+    assert list(only) == ["pet"] and len(started) == 1

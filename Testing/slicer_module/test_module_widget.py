@@ -78,7 +78,7 @@ def test_inputs_preselected_and_buttons_follow_them(widgetFactory, slicerApp):
 
 
 @pytest.mark.slow
-def test_segment_runs_in_the_background_and_the_result_is_selected(widgetFactory, slicerApp):
+def test_segment_runs_in_the_background_and_the_result_is_selected(widgetFactory, slicerApp, monkeypatch):
     make, errors, _, app = widgetFactory
     ct, pet = loadPhantom(slicerApp.scene)
     widget = make()
@@ -95,6 +95,17 @@ def test_segment_runs_in_the_background_and_the_result_is_selected(widgetFactory
 
     saved = Parameters.load(Parameters.parameterNode(slicerApp.scene))
     assert saved.device == "cpu" and saved.ctVolume is ct and saved.petVolume is pet
+
+    # Show feature maps on the same inputs: the Segment run's maps, no second worker (no encoder pass)
+    from DualDINOv3SegmentLib import Jobs
+
+    started = []
+    processJob = Jobs.ProcessJob
+    monkeypatch.setattr(Jobs, "ProcessJob", lambda *a, **k: started.append(a) or processJob(*a, **k))
+    widget.ui.featureMapsButton.click()
+    _waitForJob(widget, app)
+    assert started == [] and errors == [] and "Feature maps" in widget.ui.statusLabel.text
+    assert widget.ui.featureMapsButton.enabled and widget.ui.segmentButton.enabled
 
 
 def test_cancel_from_the_panel_and_errors_in_a_message_box(widgetFactory, slicerApp, tmp_path):
