@@ -34,6 +34,11 @@ PET_COLOR_NODE_ID = "vtkMRMLPETProceduralColorNodePET-Heat"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+FEATURE_MAP_CACHE_FOLDER = "DualDINOv3-feature-maps"
+"""Folder (in the temporary directory) of the feature maps kept from Segment runs; every job's own temporary
+folder is removed when the job ends."""
+
+
 class DualDINOv3SegmentLogic:
     """Segment GTVp/GTVn and compute PCA feature maps on volume nodes of a scene.
 
@@ -55,7 +60,7 @@ class DualDINOv3SegmentLogic:
         self.catalog = catalog
         self.python = python
         if featureMapCache is None:
-            folder = os.path.join(tempDirectory or tempfile.gettempdir(), "DualDINOv3-feature-maps")
+            folder = os.path.join(tempDirectory or tempfile.gettempdir(), FEATURE_MAP_CACHE_FOLDER)
             featureMapCache = FeatureMapCache(folder)
         self.featureMapCache = featureMapCache or None
         self.lastNotes: list[str] = []
@@ -88,7 +93,8 @@ class DualDINOv3SegmentLogic:
         )
 
     def _check(self, ctVolumeNode, petVolumeNode, model, options: dict):
-        """The checked inputs (library Volumes, PET in SUV), the model's path (None: bundled) and their cache key."""
+        """The checked inputs (library Volumes, PET in SUV), the model's path (None: bundled) and their cache key;
+        ``options`` is normalised in place (the thread count checked)."""
         checked = checkInputs(ctVolumeNode, petVolumeNode, self.dicomDatabase)
         self.lastNotes, self.lastWarnings = list(checked.notes), list(checked.warnings)
         for note in checked.notes:
@@ -101,7 +107,7 @@ class DualDINOv3SegmentLogic:
         if options.get("threads", 0) != 0:  # 0: automatic (InferenceWorker.SLICER_RESERVED_CORES)
             from DualDINOv3Lib.machine import check_threads
 
-            options = {**options, "threads": check_threads(options["threads"])}
+            options["threads"] = check_threads(options["threads"])  # a plain int, also for the job file
         modelPath = self.resolveModel(model)
         key = featureMapKey(checked.ct, checked.pet, modelPath, device) if self.featureMapCache else None
         return checked, modelPath, key

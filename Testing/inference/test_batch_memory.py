@@ -45,11 +45,11 @@ def test_a_batch_that_does_not_fit_is_refused_before_any_forward(segmenter, monk
     seen = []
     hook = segmenter.encoders["ct_encoder"].blocks[0].register_forward_pre_hook(lambda *_: seen.append(1))
     try:
-        for job in (segment_volume, segment_with_feature_maps):
+        for job in (segment_volume, segment_with_feature_maps):  # float32 estimate: mixed precision off
             with pytest.raises(DualDINOv3Error, match=r"a batch of 4 slices .* use a batch size of 2 or less"):
-                job(ct, pet, segmenter, device="cpu", batch_size=4)
+                job(ct, pet, segmenter, device="cpu", batch_size=4, mixed_precision=False)
         assert seen == []
-        segment_volume(ct, pet, segmenter, device="cpu", batch_size=2, threads=1)  # fits
+        segment_volume(ct, pet, segmenter, device="cpu", batch_size=2, threads=1, mixed_precision=False)  # fits
         assert seen
         monkeypatch.setattr(machine, "available_memory_bytes", lambda: None)  # unknown (not Linux): no check
         segment_volume(ct, pet, segmenter, device="cpu", batch_size=4, threads=1)

@@ -31,7 +31,7 @@ def by_stratum():
 
 @pytest.fixture(scope="module")
 def with_nodes():
-    return make_phantom(5, stratum="medium", n_nodes=3)
+    return make_phantom(5, stratum="medium", n_nodes=3, shape=(48, 168, 168))  # a fixed grid: a HECKTOR-like crop
 
 
 def _physical_centroid(volume: Volume, mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

@@ -23,7 +23,7 @@ from DualDINOv3Lib.pretraining.trainer import build_backbone, pretrain
 TINY = Path(__file__).resolve().parents[2] / "Training" / "configs" / "pretrain" / "tiny_cpu.yaml"
 
 PROBE_MARGIN = 0.02
-"""The AUC margin the teacher after 150 steps must have over initialisation (measured: 0.961 -> 1.000)."""
+"""The AUC margin the teacher after 150 steps must have over initialisation (measured: 0.787 -> 0.842)."""
 
 
 def probe_slices(seeds, size: int = 64, pool: int = 3):
@@ -31,7 +31,7 @@ def probe_slices(seeds, size: int = 64, pool: int = 3):
     scale) and padded to ``size``: ``(N, 1, size, size)`` images, lesion fractions and case numbers."""
     images, labels, cases = [], [], []
     for i, seed in enumerate(seeds):
-        phantom = make_phantom(seed)
+        phantom = make_phantom(seed, shape=(48, 168, 168))  # a fixed grid (HECKTOR-like crop), as the probe pools it
         pet = resample_pet_to_ct(phantom.pet, phantom.ct).array
         pet = (pet - pet.min()) / (pet.max() - pet.min())
         lesion = (phantom.label.array > 0).astype(np.float32)
@@ -65,8 +65,9 @@ def probe(backbone, images, labels, cases) -> float:
     fraction = F.avg_pool2d(labels, p).flatten()
     uptake = F.avg_pool2d(images, p).flatten()
     patch_cases = cases[:, None].expand(-1, (images.shape[-1] // p) ** 2).flatten()
-    # negatives: body patches without lesion (air patches would make the task trivial)
-    return knn_auc(tokens, fraction > 0.3, (fraction == 0) & (uptake > 0.05), patch_cases)
+    # negatives: warm body patches without lesion (air or cold patches would make the task trivial; the phantoms'
+    # hot physiology - tonsils, glands, active muscles, brain - is among them)
+    return knn_auc(tokens, fraction > 0.3, (fraction == 0) & (uptake > 0.1), patch_cases)
 
 
 def test_knn_auc_against_known_cases():

@@ -104,3 +104,11 @@ def segmentArray(segmentationNode, segmentName: str, referenceNode):
         added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
         for node in [n for n in added if n.GetID() not in existing]:
             scene.RemoveNode(node)
+
+
+def jobLeftovers(folder) -> list:
+    """What the module's jobs left in ``folder`` (their temporary folders), not counting the feature-map cache
+    that Segment keeps on purpose for Show feature maps."""
+    from DualDINOv3SegmentLib.SegmentationLogic import FEATURE_MAP_CACHE_FOLDER
+
+    return [p for p in Path(folder).iterdir() if p.name != FEATURE_MAP_CACHE_FOLDER]

@@ -12,7 +12,7 @@ import slicer
 from DualDINOv3SegmentLib import DualDINOv3SegmentLogic
 from DualDINOv3SegmentLib.Inputs import INSTANCE_UIDS_ATTRIBUTE, checkInputs
 from DualDINOv3SegmentLib.MRMLVolumes import ijkToRasMatrix
-from slicer_harness import REPO_ROOT, sceneSummary
+from slicer_harness import REPO_ROOT, jobLeftovers, sceneSummary
 
 IBSI = REPO_ROOT / "Testing" / "data" / "ibsi-sts-petct"
 PET_DICOM = IBSI / "STS_042_dicom" / "PET" / "image"
@@ -103,4 +103,4 @@ def test_segment_the_ibsi_case(ibsiNodes, slicerApp, tmp_path):
     reference.GetImageToWorldMatrix(matrix)
     np.testing.assert_allclose(slicer.util.arrayFromVTKMatrix(matrix), ijkToRasMatrix(ct), atol=1e-5)
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(ct), before)
-    assert list(tmp_path.iterdir()) == []
+    assert jobLeftovers(tmp_path) == []

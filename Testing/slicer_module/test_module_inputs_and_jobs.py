@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from DualDINOv3SegmentLib import DualDINOv3SegmentLogic
 from DualDINOv3SegmentLib.Jobs import CANCELLED, COMPLETED
-from slicer_harness import addVolume, sceneSummary
+from slicer_harness import addVolume, jobLeftovers, sceneSummary
 
 from DualDINOv3Lib.errors import DualDINOv3Error
 
@@ -63,7 +63,7 @@ def test_each_bad_input_gives_its_message_and_changes_nothing(case, slicerApp, p
     with pytest.raises(DualDINOv3Error, match=expected.replace(".", r"\.")):
         logic.featureMaps(ct, pet, device="cpu")
     assert sceneSummary(slicerApp.scene) == before
-    assert list(tmp_path.iterdir()) == []
+    assert jobLeftovers(tmp_path) == []
 
 
 def test_output_that_is_not_a_segmentation_and_unknown_model_are_refused(slicerApp, phantomNodes, tmp_path):
@@ -77,7 +77,7 @@ def test_output_that_is_not_a_segmentation_and_unknown_model_are_refused(slicerA
     with pytest.raises(DualDINOv3Error, match="unknown device"):
         logic.segment(ct, pet, device="tpu")
     assert sceneSummary(slicerApp.scene) == before
-    assert list(tmp_path.iterdir()) == []
+    assert jobLeftovers(tmp_path) == []
 
 
 def test_pet_that_does_not_look_like_suv_is_warned_about(slicerApp, phantomNodes, phantom):
@@ -119,7 +119,7 @@ def test_background_job_delivers_progress_and_completion(slicerApp, phantomNodes
     assert fractions == sorted(fractions)
     assert any("slices" in m for _, m in reports)
     assert job.result.IsA("vtkMRMLSegmentationNode") and job.result.GetScene() is slicerApp.scene
-    assert list(tmp_path.iterdir()) == []
+    assert jobLeftovers(tmp_path) == []
 
 
 def test_cancel_mid_run_leaves_the_scene_unchanged_and_no_temporary_files(slicerApp, phantomNodes, tmp_path):
@@ -143,7 +143,7 @@ def test_cancel_mid_run_leaves_the_scene_unchanged_and_no_temporary_files(slicer
     assert job.state == CANCELLED and completed == [job]
     assert job._process.returncode is not None  # the worker process is gone
     assert sceneSummary(slicerApp.scene) == before
-    assert list(tmp_path.iterdir()) == []
+    assert jobLeftovers(tmp_path) == []
     with pytest.raises(DualDINOv3Error, match="cancelled"):
         job.wait()
 

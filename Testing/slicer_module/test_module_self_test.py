@@ -15,6 +15,7 @@ import unittest
 
 import pytest
 import slicer
+from slicer_harness import jobLeftovers
 
 
 def _scriptedLoadableModuleStandIn():
@@ -60,4 +61,4 @@ def test_the_slicer_self_test_passes(applicationLayer, tmp_path, monkeypatch):
     test.runTest()
     names = [slicer.mrmlScene.GetNthNode(i).GetName() for i in range(slicer.mrmlScene.GetNumberOfNodes())]
     assert "DualDINOv3 phantom CT" in names and any("DualDINOv3" in n for n in names)
-    assert list(tmp_path.iterdir()) == []
+    assert jobLeftovers(tmp_path) == []

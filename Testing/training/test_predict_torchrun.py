@@ -87,8 +87,8 @@ def test_a_refusal_or_a_failure_on_one_process_ends_both(setup, tmp_path):
     ct.write_bytes(ct.read_bytes()[:2000])
     done = _torchrun("--model", str(model), "--data", str(broken), "--out", str(tmp_path / "out2"))
     assert done.returncode != 0
-    errors = [line for line in done.stderr.splitlines() if "dualdinov3: error:" in line]
-    assert len(errors) == 2 and any("process 1 failed" in line for line in errors), done.stderr[-3000:]
+    # one error line per process (two processes may write to the shared stderr at the same moment)
+    assert done.stderr.count("dualdinov3: error:") == 2 and "process 1 failed" in done.stderr, done.stderr[-3000:]
     written = sorted(p.name for p in (tmp_path / "out2").iterdir())
     assert written == [f"{CASES[0]}.nii.gz", f"{CASES[2]}.nii.gz"]  # whole files from process 0, nothing partial
 
