@@ -34,7 +34,7 @@ def test_trained_model_beats_its_untrained_self_on_held_out_phantoms(bundled):
     untrained = build_segmenter(bundled.config).eval()
     trained_dice, untrained_dice = [], []
     for seed in HELD_OUT_SEEDS:
-        phantom = make_phantom(seed, stratum="large")
+        phantom = make_phantom(seed, stratum="large", fov="hecktor")  # a HECKTOR crop around the oropharynx
         truth = np.asarray(phantom.label.array) == 1
         for model, scores in ((bundled, trained_dice), (untrained, untrained_dice)):
             pred = segment_volume(phantom.ct, phantom.pet, model, device="cpu")
