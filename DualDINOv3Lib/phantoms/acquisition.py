@@ -47,6 +47,10 @@ _THICKNESS_MM = (1.5, 2.0, 2.5, 3.0, 3.27, 4.0, 5.0)
 MAX_SLICES = 160
 MAX_SLICES_WHOLE_BODY = 240
 MAX_IN_PLANE = 256
+FIXED_SHAPE = (48, 168, 168)
+"""CT grid (z, y, x) when only ``spacing`` is given: 48 slices of 168 x 168 pixels."""
+FIXED_SPACING = (1.25, 1.25, 3.0)
+"""CT voxel size (x, y, z) in mm when only ``shape`` is given (a 210 x 210 x 144 mm field of view)."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,8 @@ def draw_acquisition(
         n = round(fov_xy / pixel)
         shape, spacing, w_start = (nz, n, n), (pixel, pixel, thickness), low
     else:
-        shape = tuple(int(k) for k in (shape or (48, 168, 168)))
-        spacing = tuple(float(k) for k in (spacing or (1.25, 1.25, 3.0)))
+        shape = tuple(int(k) for k in (shape or FIXED_SHAPE))
+        spacing = tuple(float(k) for k in (spacing or FIXED_SPACING))
         extent = (shape[0] - 1) * spacing[2]
         w_start = an.w_oropharynx - 0.55 * extent + rng.uniform(-0.05, 0.05) * extent
     if pet_spacing is None:

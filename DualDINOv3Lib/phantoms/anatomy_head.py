@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .anatomy import Anatomy
-from .canvas import Canvas, Tissue, blob, ellipse, ellipsoid
-
-SOFT_OR_FAT = (Tissue.SOFT, Tissue.FAT)
+from .canvas import SOFT_OR_FAT, Canvas, Tissue, blob, ellipse, ellipsoid
 
 
 def paint_jaws(canvas: Canvas, an: Anatomy, rng: np.random.Generator) -> list[tuple[float, float, float]]:

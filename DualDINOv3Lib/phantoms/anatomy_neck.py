@@ -7,9 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .anatomy import SPINE_BELOW_HEART_MM, Anatomy
-from .canvas import Canvas, Tissue, blob, ellipse, tube
-
-SOFT_OR_FAT = (Tissue.SOFT, Tissue.FAT)
+from .canvas import SOFT_OR_FAT, Canvas, Tissue, blob, ellipse, tube
 
 
 def paint_larynx(canvas: Canvas, an: Anatomy) -> None:

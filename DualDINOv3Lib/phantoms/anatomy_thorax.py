@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .anatomy import Anatomy
-from .canvas import Canvas, Tissue, blob, ellipse, ellipsoid, tube
-
-SOFT_OR_FAT = (Tissue.SOFT, Tissue.FAT)
+from .canvas import SOFT_OR_FAT, Canvas, Tissue, blob, ellipse, ellipsoid, tube
 
 
 def paint_thorax(canvas: Canvas, an: Anatomy) -> None:

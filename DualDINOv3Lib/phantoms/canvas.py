@@ -68,6 +68,8 @@ class Tissue(IntEnum):
 
 
 GTVP_TISSUES = (Tissue.GTVP, Tissue.NECROSIS)
+SOFT_OR_FAT = (Tissue.SOFT, Tissue.FAT)
+"""What most organs are painted over (``only=``), so they never replace bone, air or each other."""
 GTVN_TISSUES = (Tissue.GTVN, Tissue.NODE_CYST)
 BONE = (Tissue.CORTICAL, Tissue.CANCELLOUS)
 LESION_HOST = (

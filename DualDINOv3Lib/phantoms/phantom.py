@@ -17,7 +17,7 @@ import numpy as np
 from ..data.volume import LABEL_MODALITY, Volume
 from ..domain import STRATA, stratum_of
 from ..errors import ConfigError, DualDINOv3Error
-from .acquisition import FOV_MODES, Acquisition, draw_acquisition
+from .acquisition import FIXED_SHAPE, FIXED_SPACING, FOV_MODES, Acquisition, draw_acquisition
 from .anatomy import Anatomy, draw_anatomy, paint_airway, paint_body, paint_spine
 from .anatomy_head import paint_head, paint_jaws, paint_mouth
 from .anatomy_neck import paint_brown_fat, paint_larynx, paint_muscles, paint_thyroid, paint_vessels
@@ -220,7 +220,7 @@ def _check_args(seed, stratum, n_nodes, shape, spacing, pet_spacing, fov, fixed)
             f"a fixed shape/spacing; got fov={fov!r}"
         )
     if fixed:
-        check_ct_grid(shape or (48, 168, 168), spacing or (1.25, 1.25, 3.0))
+        check_ct_grid(shape or FIXED_SHAPE, spacing or FIXED_SPACING)
     if pet_spacing is not None and (len(pet_spacing) != 3 or min(pet_spacing) <= 0):
         raise ConfigError(f"phantom PET spacing must be three positive numbers (x, y, z) in mm, got {pet_spacing!r}")
     return int(seed)
