@@ -7,6 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .fused_ops import compute_dtype
+
+TILE_ELEMENTS = 2**20  # elements of the last map of a decoder tile (2 MB in bf16, 4 MB in float32)
+MIN_TILE_ROWS = 256  # input pixels of a tile at the stage where tiling starts, so its product stays efficient
+
 
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channel dimension of a ``(B, C, H, W)`` map."""
@@ -51,24 +56,31 @@ class PrimusMultiscaleDecoder(nn.Module):
         Runs at matrix-product speed: a stride-2, kernel-2 transposed convolution maps every pixel to its own
         2x2 block, one GEMM ``(pixels, C) @ (C, 4 C/2)``. The pixels are kept in that blocked order through all
         stages (channel LayerNorm and GELU are per pixel, so the order does not matter to them), and only the
-        small logits are rearranged into the image once at the end, instead of copying every large map. The
-        parameters are those of the ``stages`` and ``head`` modules (same state-dict names); the result equals
+        small logits are rearranged into the image once at the end, instead of copying every large map.
+
+        In blocked order each input pixel's descendants are consecutive rows, so the late stages (small weights,
+        large maps) run on tiles of pixels through to the logits (:meth:`_stage_plan`): their maps stay in cache
+        and are never held at full resolution. Under autocast the LayerNorm keeps the compute dtype (autocast
+        would widen the largest maps to float32 only for the next product to round them back). The parameters
+        are those of the ``stages`` and ``head`` modules (same state-dict names); the result equals
         :meth:`reference_forward` to float rounding.
         """
         if isinstance(maps, Tensor):
             x = maps.permute(0, 2, 3, 1)
         else:
             x = torch.cat([m.permute(0, 2, 3, 1) for m in maps], dim=-1)
-        b, h, w, c = x.shape
-        x = x.reshape(-1, c)  # pixels in (b, i, j) order; each stage appends its (di, dj) to the order
-        n_stages = 0
-        for up, norm in zip(self.stages[0::3], self.stages[1::3], strict=True):
-            out = up.out_channels
-            weight = up.weight.permute(0, 2, 3, 1).reshape(x.shape[1], 4 * out)  # (C_in, [di, dj, C_out])
-            x = x @ weight if up.bias is None else torch.addmm(up.bias.repeat(4), x, weight)
-            x = F.gelu(F.layer_norm(x.view(-1, out), norm.normalized_shape, norm.weight, norm.bias, norm.eps))
-            n_stages += 1
-        logits = F.linear(x, self.head.weight.flatten(1), self.head.bias)
+        b, h, w, _ = x.shape
+        x = x.reshape(b * h * w, -1)  # pixels in (b, i, j) order; each stage appends its (di, dj) to the order
+        dtype = compute_dtype(x)
+        pairs = zip(self.stages[0::3], self.stages[1::3], strict=True)
+        stages = [self._stage_parameters(up, norm) for up, norm in pairs]
+        whole, tile_rows = self._stage_plan(x.shape[0])
+        for params in stages[:whole]:
+            x = self._stage(x, *params, dtype)
+        tiles = [x] if tile_rows is None else x.split(tile_rows)
+        logits = [self._tail(tile, stages[whole:], dtype) for tile in tiles]
+        logits = logits[0] if len(logits) == 1 else torch.cat(logits)
+        n_stages = len(stages)
         k = logits.shape[1]
         blocked = logits.view(b, h, w, *([2, 2] * n_stages), k)
         rows = [1] + [3 + 2 * s for s in range(n_stages)]  # i, d1i, d2i, ...
@@ -76,13 +88,52 @@ class PrimusMultiscaleDecoder(nn.Module):
         image = blocked.permute(0, 3 + 2 * n_stages, *rows, *cols)
         return image.reshape(b, k, h * 2**n_stages, w * 2**n_stages)
 
+    def _stage_plan(self, rows: int) -> tuple[int, int | None]:
+        """``(whole, tile_rows)``: the first ``whole`` stages run on all ``rows`` pixels at once; the rest and the
+        head on tiles of ``tile_rows`` of their input pixels (None: no tiling), sized so a tile's last map has
+        about :data:`TILE_ELEMENTS` elements. Tiling starts at the first stage whose tiles still have
+        :data:`MIN_TILE_ROWS` rows: earlier stages have large weights, which tiles would re-read many times."""
+        ups = list(self.stages[0::3])
+        last_channels = ups[-1].out_channels
+        for start in range(len(ups)):
+            growth = 4 ** (len(ups) - start) * last_channels  # last-map elements per input pixel of this stage
+            tile_rows = TILE_ELEMENTS // growth
+            if tile_rows >= MIN_TILE_ROWS:
+                pixels = rows * 4**start
+                return start, (tile_rows if pixels > tile_rows else None)
+        return len(ups), None
+
+    @staticmethod
+    def _stage_parameters(up: nn.ConvTranspose2d, norm: nn.LayerNorm) -> tuple:
+        out = up.out_channels
+        weight = up.weight.permute(0, 2, 3, 1).reshape(up.in_channels, 4 * out)  # (C_in, [di, dj, C_out])
+        bias = None if up.bias is None else up.bias.repeat(4)
+        return weight, bias, norm
+
+    @staticmethod
+    def _stage(x: Tensor, weight: Tensor, bias: Tensor | None, norm: nn.LayerNorm, dtype: torch.dtype) -> Tensor:
+        x = (x @ weight if bias is None else torch.addmm(bias, x, weight)).view(-1, norm.normalized_shape[0])
+        if x.device.type == "cpu" and x.dtype == dtype != torch.float32:  # bf16: normalise without widening
+            with torch.autocast(x.device.type, enabled=False):
+                return F.gelu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+        return F.gelu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+
+    def _tail(self, x: Tensor, stages: list[tuple], dtype: torch.dtype) -> Tensor:
+        for params in stages:
+            x = self._stage(x, *params, dtype)
+        return F.linear(x, self.head.weight.flatten(1), self.head.bias)
+
     def working_memory_bytes(self, height: int, width: int, element_bytes: int) -> int:
-        """Peak memory one ``height x width`` slice needs in :meth:`forward` (inference): at the last stage, the
-        transposed convolution's output, its LayerNorm and its GELU, each a full-resolution map of that stage's
-        channels (0.60 GB for a ViT-B decoder at 512x512 in float32; ``bench_memory.py`` compares it with the
-        measured working memory of the whole segmenter)."""
-        channels = self.stages[-3].out_channels
-        return 3 * channels * height * width * element_bytes
+        """Peak memory one ``height x width`` slice needs in :meth:`forward` (inference): the largest map of the
+        stages run whole (its product, LayerNorm and GELU) or, if larger, the logits (blocked and as an image);
+        tiles are a few MB in all (``bench_memory.py`` compares it with the measured working memory of the whole
+        segmenter)."""
+        ups = list(self.stages[0::3])
+        pixels = (height // 2 ** len(ups)) * (width // 2 ** len(ups))
+        whole, _ = self._stage_plan(pixels)
+        largest = max([4 ** (s + 1) * pixels * up.out_channels for s, up in enumerate(ups[:whole])], default=0)
+        logits = 2 * self.head.out_channels * height * width * element_bytes
+        return max(3 * largest * element_bytes, logits)
 
     def reference_forward(self, maps: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
         """The same computation with PyTorch's convolution modules, channels-first (for checks)."""

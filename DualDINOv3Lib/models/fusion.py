@@ -6,16 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    """The dtype autocast computes matrix products in on ``x``'s device, or ``x``'s own dtype without autocast."""
-    kind = x.device.type
-    try:
-        if torch.is_autocast_enabled(kind):
-            return torch.get_autocast_dtype(kind)
-    except (TypeError, AttributeError, RuntimeError):  # torch < 2.4 takes no device type; no autocast there
-        pass
-    return x.dtype
+from .fused_ops import compute_dtype, linear
 
 
 class CrossAttention(nn.Module):
@@ -43,9 +34,12 @@ class CrossAttention(nn.Module):
         call, which costs what the larger product saves.
         """
         b, n, d = query.shape
-        q, k, v = self._heads(self.q(query)), self._heads(self.k(context)), self._heads(self.v(context))
+        q, k, v = (
+            self._heads(linear(x, layer.weight, layer.bias))
+            for x, layer in ((query, self.q), (context, self.k), (context, self.v))
+        )
         out = F.scaled_dot_product_attention(q, k, v)
-        return self.out(out.transpose(1, 2).reshape(b, n, d))
+        return linear(out.transpose(1, 2).reshape(b, n, d), self.out.weight, self.out.bias)
 
 
 class CrossModalFusion(nn.Module):
@@ -86,7 +80,7 @@ class CrossModalFusion(nn.Module):
         b, d, h, w = ct.shape
         ct_t = ct.flatten(2).transpose(1, 2)
         pet_t = pet.flatten(2).transpose(1, 2)
-        dtype = _compute_dtype(ct)  # cast each normed stream once, not in every projection that reads it
+        dtype = compute_dtype(ct)  # cast each normed stream once, not in every projection that reads it
         ct_n, pet_n = self.norm_ct(ct_t).to(dtype), self.norm_pet(pet_t).to(dtype)
         ct_t = ct_t + self.ct_from_pet(ct_n, pet_n)
         pet_t = pet_t + self.pet_from_ct(pet_n, ct_n)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .fused_ops import linear
 
 
 class LayerScale(nn.Module):
@@ -29,7 +30,8 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        hidden = linear(x, self.fc1.weight, self.fc1.bias, gelu=True)  # bias and GELU fused where possible
+        return linear(hidden, self.fc2.weight, self.fc2.bias)
 
 
 class QKVLinear(nn.Linear):
@@ -50,5 +52,5 @@ class QKVLinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.mask_k_bias:
-            return F.linear(x, self.weight, self.bias * self.bias_mask.to(self.bias.dtype))
-        return super().forward(x)
+            return linear(x, self.weight, self.bias * self.bias_mask.to(self.bias.dtype))
+        return linear(x, self.weight, self.bias)

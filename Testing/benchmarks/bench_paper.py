@@ -2,8 +2,8 @@
 
 Prints (1) the machine's matrix-product peak in float32 and in the reduced precision (a 4096^2 matmul), (2) the
 segmenter's FLOPs per slice (``torch.utils.flop_counter``), (3) seconds per slice of one forward in float32, in
-reduced precision and through the reference modules (the fusion's and decoder's ``reference_forward``, i.e.
-the modules before issue 12), with effective GFLOP/s and their fraction of the peak, and (4) the whole-volume
+reduced precision and through the reference modules (the modules before issue 12: plain linear + GELU and
+DINOv3's RoPE formula, the fusion's and decoder's ``reference_forward``), with effective GFLOP/s and their fraction of the peak, and (4) the whole-volume
 time of a 150-slice head-and-neck-sized phantom (512x512 CT slices) through ``segment_volume`` with its defaults,
 with and without the feature maps (``segment_with_feature_maps``, i.e. ``dualdinov3 segment --pca-out``).
 
@@ -79,12 +79,16 @@ def flops_per_slice(model, size: int, device) -> float:
 
 
 def reference_forward(model, x):
-    """The segmenter through the modules as they were before issue 12: channels-first contiguous encoder maps,
-    the fusion's and the decoder's ``reference_forward``."""
-    feats = model.features(model.pad_to_patches(x))
-    pairs = zip(model.fusions, feats["ct_encoder"], feats["pet_encoder"], strict=True)
-    fused = [fusion.reference_forward(c.contiguous(), p.contiguous()) for fusion, c, p in pairs]
-    return model.decoder.reference_forward(fused)
+    """The segmenter through the modules as they were before issue 12: the plain linear + GELU and DINOv3's RoPE
+    formula in the encoders (``fused_ops.plain_ops``), channels-first contiguous encoder maps, the fusion's and
+    the decoder's ``reference_forward``."""
+    from DualDINOv3Lib.models.fused_ops import plain_ops
+
+    with plain_ops():
+        feats = model.features(model.pad_to_patches(x))
+        pairs = zip(model.fusions, feats["ct_encoder"], feats["pet_encoder"], strict=True)
+        fused = [fusion.reference_forward(c.contiguous(), p.contiguous()) for fusion, c, p in pairs]
+        return model.decoder.reference_forward(fused)
 
 
 def forward_section(args, model, device, reduced, flops: float, peaks: dict) -> None:
