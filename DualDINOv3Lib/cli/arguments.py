@@ -69,3 +69,12 @@ def add_threads_option(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="CPU threads (default: the physical cores, shared among the processes torchrun starts on this machine)",
     )
+
+
+def add_head_neck_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--keep-outside-head-neck",
+        action="store_true",
+        help="keep predicted regions below the thorax or inside the skull (default: removed, as no head-and-neck "
+        "GTV lies there)",
+    )

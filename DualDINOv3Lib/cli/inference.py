@@ -11,7 +11,7 @@ import numpy as np
 from ..files import check_output_folder, check_output_path
 from ..machine import DEFAULT_BATCH_SIZE
 from ..progress import ProgressBar
-from .arguments import add_threads_option, non_negative_float, positive_int
+from .arguments import add_head_neck_option, add_threads_option, non_negative_float, positive_int
 
 log = logging.getLogger("dualdinov3")
 
@@ -52,6 +52,7 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--min-component-mm3", type=non_negative_float, default=0.0, help="drop predicted regions smaller than this"
     )
+    add_head_neck_option(p)
     p.add_argument("--all-slices", action="store_true", help="also run slices without body (default: skip them)")
     p.set_defaults(func=cmd_segment)
 
@@ -143,7 +144,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
         model = resolve_segmenter(args.model)
         _pca_outputs(Path(args.pca_out), _pca_names(model, None), args)
     model, ct, pet = _load_inputs(args, model)
-    options = {"skip_empty_slices": not args.all_slices, "min_component_mm3": args.min_component_mm3}
+    options = {
+        "skip_empty_slices": not args.all_slices,
+        "min_component_mm3": args.min_component_mm3,
+        "head_neck_only": not args.keep_outside_head_neck,
+    }
     if args.pca_out is None:
         label, maps = (
             segment_volume(ct, pet, model, progress=ProgressBar("segment"), **options, **_run_options(args)),

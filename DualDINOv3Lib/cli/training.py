@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from ..machine import DEFAULT_BATCH_SIZE
-from .arguments import add_threads_option, fraction, non_negative_float, positive_float, positive_int
+from .arguments import (
+    add_head_neck_option,
+    add_threads_option,
+    fraction,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 
 TRAINING_OVERRIDES = (
     ("epochs", positive_int),
@@ -78,6 +85,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.model,
         device=args.device,
         batch_size=args.batch_size,
+        head_neck_only=not args.keep_outside_head_neck,
         overwrite=args.overwrite,
         on_case=lambda i, n, path: print(f"[{i}/{n}] {path}", flush=True),
     )
@@ -117,6 +125,7 @@ def cmd_evaluate_real(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         min_component_mm3=args.min_component_mm3,
+        head_neck_only=not args.keep_outside_head_neck,
         overwrite=args.overwrite,
         on_case=lambda i, n, result: print(f"[{i}/{n}] {case_line(result)}", flush=True),
     )
@@ -205,6 +214,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="slices per forward pass")
     add_threads_option(p)
+    add_head_neck_option(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -256,5 +266,6 @@ def add_parsers(sub) -> None:
         default=0.0,
         help="drop predicted regions smaller than this before scoring (as dualdinov3 segment does)",
     )
+    add_head_neck_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
     p.set_defaults(func=cmd_evaluate_real)

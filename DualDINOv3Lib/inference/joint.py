@@ -31,7 +31,7 @@ from ..runtime import (
 )
 from .memory import check_batch_memory
 from .pca import RGB_MODALITY, TokenPCA, body_patches
-from .postprocess import remove_small_components
+from .postprocess import clean_label
 from .segment import evaluating, matmul_weights_in, resolve_segmenter
 
 
@@ -49,6 +49,7 @@ def segment_with_feature_maps(
     check_inputs: bool = True,
     skip_empty_slices: bool = True,
     min_component_mm3: float = 0.0,
+    head_neck_only: bool = True,
     token_budget_mb: float = 1024.0,
     threads: int | None = None,
     progress: ProgressCallback | None = None,
@@ -108,6 +109,7 @@ def segment_with_feature_maps(
                 maps[name][chunk] = pca[name].rgb_on_ct_grid(tokens[name], body, x.shape[-2:], prep, patch)
             report(progress, 0.8 + 0.2 * (k + 1) / len(body_chunks), f"feature maps {k + 1}/{len(body_chunks)}")
     check_cancel(cancel, "segmentation")
-    label = remove_small_components(ct.with_array(labels, modality=LABEL_MODALITY, units=None), min_component_mm3)
+    label = ct.with_array(labels, modality=LABEL_MODALITY, units=None)
+    label = clean_label(label, ct, min_component_mm3=min_component_mm3, head_neck_only=head_neck_only)
     report(progress, 1.0, "done")
     return label, {name: ct.with_array(arr, modality=RGB_MODALITY, units=None) for name, arr in maps.items()}

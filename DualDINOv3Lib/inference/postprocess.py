@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import SimpleITK as sitk
 
 from ..data.volume import Volume
+from ..preprocessing.head_neck_region import head_neck_region
+
+log = logging.getLogger(__name__)
 
 
 def remove_small_components(label: Volume, min_volume_mm3: float) -> Volume:
@@ -27,3 +32,35 @@ def remove_small_components(label: Volume, min_volume_mm3: float) -> Volume:
         if small.size:
             array[np.isin(sitk.GetArrayViewFromImage(components), small)] = 0
     return label.with_array(array)
+
+
+def remove_outside_head_neck(label: Volume, ct: Volume) -> Volume:
+    """``label`` without the connected regions (per label value, 26-connected) that lie where no head-and-neck
+    GTV can be: entirely below the thorax level or mostly inside the skull, as found on ``ct``
+    (:mod:`DualDINOv3Lib.preprocessing.head_neck_region`). Each removal is logged with its reason."""
+    array = np.asarray(label.array)
+    if not array.any():
+        return label
+    region = head_neck_region(ct)
+    array = np.array(array, copy=True)
+    voxel_cm3 = float(np.prod(label.spacing)) / 1000.0
+    for value in np.unique(array):
+        if value == 0:
+            continue
+        mask = sitk.GetImageFromArray((array == value).astype(np.uint8))
+        components = sitk.GetArrayFromImage(sitk.ConnectedComponent(mask, True))
+        rejected = region.rejected_components(components)
+        if rejected:
+            sizes = np.bincount(components.ravel())
+            array[np.isin(components, list(rejected))] = 0
+            for i, why in rejected.items():
+                log.info("removed a %.2f cm3 region of label %d: %s", sizes[i] * voxel_cm3, value, why)
+    return label.with_array(array)
+
+
+def clean_label(label: Volume, ct: Volume, *, min_component_mm3: float, head_neck_only: bool) -> Volume:
+    """The clean-up every segmentation gets: regions outside the head and neck (``head_neck_only``), then regions
+    smaller than ``min_component_mm3``."""
+    if head_neck_only:
+        label = remove_outside_head_neck(label, ct)
+    return remove_small_components(label, min_component_mm3)

@@ -26,7 +26,7 @@ from ..runtime import (
     with_cpu_threads,
 )
 from .memory import check_batch_memory
-from .postprocess import remove_small_components
+from .postprocess import clean_label
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def segment_volume(
     check_inputs: bool = True,
     skip_empty_slices: bool = True,
     min_component_mm3: float = 0.0,
+    head_neck_only: bool = True,
     threads: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag = None,
@@ -114,9 +115,11 @@ def segment_volume(
     implausible inputs (CT not in HU, PET not in SUV, the same image twice, CT and PET swapped; see
     :mod:`DualDINOv3Lib.data.plausibility`);
     NaN/inf voxels and impossible spacings are refused always. ``min_component_mm3``: connected regions smaller than
-    this are removed from the result. ``threads``: CPU threads for torch and SimpleITK during the job, restored
-    afterwards (:func:`~DualDINOv3Lib.runtime.cpu_threads`; ``None``: the process's setting, by default the
-    physical cores). ``progress(fraction, message)`` is called after each batch;
+    this are removed from the result. ``head_neck_only``: regions where no head-and-neck GTV can be (entirely
+    below the thorax, or mostly inside the skull, as found on the CT;
+    :mod:`~DualDINOv3Lib.preprocessing.head_neck_region`) are removed. ``threads``: CPU threads for torch and
+    SimpleITK during the job, restored afterwards (:func:`~DualDINOv3Lib.runtime.cpu_threads`; ``None``: the
+    process's setting, by default the physical cores). ``progress(fraction, message)`` is called after each batch;
     ``cancel`` (a ``threading.Event`` or a function) stops the job between batches by raising
     :class:`~DualDINOv3Lib.inference.Cancelled`.
 
@@ -149,7 +152,7 @@ def segment_volume(
             report(progress, done / max(len(indices), 1), f"segmented {done}/{len(indices)} slices")
     check_cancel(cancel, "segmentation")
     label = ct.with_array(output, modality=LABEL_MODALITY, units=None)
-    label = remove_small_components(label, min_component_mm3)
+    label = clean_label(label, ct, min_component_mm3=min_component_mm3, head_neck_only=head_neck_only)
     log.info(
         "segmented %d of %d slices on %s in %.1f s", len(indices), prep.num_slices, device, time.perf_counter() - start
     )

@@ -120,13 +120,15 @@ def evaluate_real_folder(
     batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None,
     min_component_mm3: float = 0.0,
+    head_neck_only: bool = True,
     overwrite: bool = False,
     on_case: Callable[[int, int, RealCaseResult], None] | None = None,
 ) -> RealEvaluationReport:
     """Segments and scores every case of ``data``; writes the tables and pictures into ``out`` (nothing is
         written when ``out`` is None). ``model``: a segmenter, a ``.safetensors`` path, or None for the bundled demo
         model. ``min_component_mm3`` is passed to :func:`~DualDINOv3Lib.segment_volume` (predicted regions smaller
-        than this are dropped before scoring). ``threads``: CPU threads for the whole job (None: leave the process's
+        than this are dropped before scoring), and so is ``head_neck_only`` (regions below the thorax or inside
+        the skull are dropped). ``threads``: CPU threads for the whole job (None: leave the process's
     setting). ``on_case(index, total, result)`` is called after each case.
 
         The folder's layout and every output are checked before the first case is segmented. A case whose images
@@ -153,6 +155,7 @@ def evaluate_real_folder(
                 device=device,
                 batch_size=batch_size,
                 min_component_mm3=min_component_mm3,
+                head_neck_only=head_neck_only,
             )
             result = evaluate_real_case(case.case_id, volumes.truth, prediction, classes=volumes.classes)
         except DataError as exc:  # this case's input is unusable: say why, go on with the others
@@ -171,7 +174,8 @@ def evaluate_real_folder(
         details = [
             f"data: `{data}` ({found.layout} layout, {len(results)} cases)",
             f"model: {model_name}",
-            f"options: --min-component-mm3 {min_component_mm3:g}",
+            f"options: --min-component-mm3 {min_component_mm3:g}"
+            + ("" if head_neck_only else " --keep-outside-head-neck"),
         ]
         details += [f"not a case: {s}" for s in found.skipped] + [f"could not be used: {f}" for f in failed]
         markdown = real_summary_markdown(results, summary, title="Model check on real PET/CT", details=details)

@@ -35,6 +35,7 @@ def predict_folder(
     device: str = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None,
+    head_neck_only: bool = True,
     overwrite: bool = False,
     on_case: CaseCallback | None = None,
 ) -> list[Path]:
@@ -42,12 +43,13 @@ def predict_folder(
 
     Every output is checked before the first case is segmented (existing files need ``overwrite``).
     ``model``: a segmenter, a ``.safetensors`` path, or None for the bundled demo model. ``threads``: CPU
-    threads (:func:`~DualDINOv3Lib.runtime.cpu_threads`; None: the process's setting).
+    threads (:func:`~DualDINOv3Lib.runtime.cpu_threads`; None: the process's setting). ``head_neck_only``: as
+    in :func:`~DualDINOv3Lib.segment_volume`.
     ``on_case(index, total, path)`` is called after each case this process wrote. Under ``torchrun`` the
     cases are shared out over the processes (module docstring); every process returns the same list.
     """
     return _predict(lambda: list_hecktor_cases(data), out, model, device=device, batch_size=batch_size,
-                    threads=threads, overwrite=overwrite, on_case=on_case)  # fmt: skip
+                    threads=threads, head_neck_only=head_neck_only, overwrite=overwrite, on_case=on_case)  # fmt: skip
 
 
 def predict_cases(
@@ -58,16 +60,17 @@ def predict_cases(
     device: str = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None,
+    head_neck_only: bool = True,
     overwrite: bool = False,
     on_case: CaseCallback | None = None,
 ) -> list[Path]:
     """:func:`predict_folder` for the given cases (cross-validation's test cases of a fold)."""
     return _predict(lambda: list(cases), out, model, device=device, batch_size=batch_size, threads=threads,
-                    overwrite=overwrite, on_case=on_case)  # fmt: skip
+                    head_neck_only=head_neck_only, overwrite=overwrite, on_case=on_case)  # fmt: skip
 
 
 @with_cpu_threads
-def _predict(list_cases, out, model, *, device, batch_size, threads, overwrite, on_case) -> list[Path]:
+def _predict(list_cases, out, model, *, device, batch_size, threads, head_neck_only, overwrite, on_case) -> list[Path]:
     ctx, device = init_distributed(resolve_device(device))
     try:
         error, cases, targets = None, [], []
@@ -87,7 +90,9 @@ def _predict(list_cases, out, model, *, device, batch_size, threads, overwrite, 
                 if i % ctx.world_size != ctx.rank:
                     continue
                 ct, pet, _ = read_hecktor_case(case)
-                label = segment_volume(ct, pet, model, device=device, batch_size=batch_size)
+                label = segment_volume(
+                    ct, pet, model, device=device, batch_size=batch_size, head_neck_only=head_neck_only
+                )
                 write_volume(label, target, overwrite=overwrite)
                 if on_case is not None:
                     on_case(i + 1, len(cases), target)

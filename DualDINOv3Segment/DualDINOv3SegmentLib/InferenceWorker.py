@@ -50,6 +50,7 @@ def run(job: dict) -> dict:
         options = {
             "skip_empty_slices": bool(job.get("skipEmptySlices", True)),
             "min_component_mm3": float(job.get("minComponentMm3", 0.0)),
+            "head_neck_only": bool(job.get("headNeckOnly", True)),
             **common,
         }
         if job.get("featureMaps"):  # labels and every encoder's maps from one encoder pass

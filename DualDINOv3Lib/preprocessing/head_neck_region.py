@@ -1,0 +1,118 @@
+"""Where a head-and-neck tumour can be, found from the CT alone: above the thorax and outside the skull.
+
+A model trained for GTVp/GTVn sees only 2D slices. On scans that reach beyond the neck it can take hot
+physiology elsewhere for tumour: the myocardium, kidneys and bladder below, the brain cortex and cerebellum
+above. Two landmarks that are robust on any CT bound the region where head-and-neck GTVs lie:
+
+- the **thorax**: the highest axial slice in which the air inside the body (the lungs, with the trachea) covers
+  more than :data:`LUNG_AREA_CM2`. That is a little below the lung apices, about the level of the clavicles;
+  cervical nodes (levels I-V, including the supraclavicular level IV/Vb) lie above it. A predicted region
+  entirely more than :data:`THORAX_MARGIN_MM` below that slice is not a head-and-neck GTV;
+- the **skull**: soft tissue enclosed by bone in an axial slice (a closed ring of bone above 250 HU around more
+  than :data:`INTRACRANIAL_MIN_CM2` of tissue) is intracranial, the brain and the posterior fossa. A predicted
+  region mostly inside it is not a GTV either: nasopharyngeal tumours lie below the skull base, outside the ring.
+
+Scans without lungs or skull in the field of view (a HECKTOR crop, a limb) give no bound on that side, and
+non-axial scans give no thorax bound, so nothing is removed there. numpy and SimpleITK only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..data.volume import Volume
+from .body import BODY_THRESHOLD_HU, largest_region
+
+LUNG_AREA_CM2 = 30.0
+"""Air inside the body in one axial slice above which the slice is in the thorax (both lungs well formed)."""
+THORAX_MARGIN_MM = 10.0
+"""Regions are kept unless they lie entirely this far below the first thorax slice."""
+INTRACRANIAL_MIN_CM2 = 15.0
+"""Smallest area of soft tissue enclosed by bone in one axial slice that counts as intracranial."""
+INTRACRANIAL_FRACTION = 0.5
+"""A region with more than this fraction of its voxels intracranial is removed."""
+BONE_HU = 250.0
+LUNG_AIR_HU = -400.0
+
+
+@dataclass(frozen=True)
+class HeadNeckRegion:
+    """The bounds found on one CT (see the module docstring)."""
+
+    slice_height_mm: np.ndarray | None
+    """Physical height (mm, superior positive) of each axial slice, or None for non-axial scans."""
+    thorax_top_mm: float | None
+    """Height of the highest thorax slice, or None where no slice has lungs or the scan is not axial."""
+    intracranial: np.ndarray
+    """Boolean ``(Z, Y, X)``: soft tissue enclosed by the skull."""
+
+    def rejected_components(self, components: np.ndarray) -> dict[int, str]:
+        """``{component id: why}`` for the connected components (``(Z, Y, X)`` ids, 0 = background) that cannot be
+        a head-and-neck GTV."""
+        where = np.nonzero(components)
+        ids = components[where]
+        count = int(components.max()) + 1 if ids.size else 0
+        if not count:
+            return {}
+        sizes = np.bincount(ids, minlength=count)
+        inside_skull = np.bincount(components[self.intracranial], minlength=count)
+        top = np.full(count, -np.inf)
+        if self.slice_height_mm is not None:
+            np.maximum.at(top, ids, self.slice_height_mm[where[0]])
+        rejected = {}
+        for i in np.unique(ids):
+            below = None if self.thorax_top_mm is None else self.thorax_top_mm - float(top[i])
+            if below is not None and below > THORAX_MARGIN_MM:
+                rejected[int(i)] = f"below the thorax ({below:.0f} mm below the top of the lungs' full width)"
+            elif inside_skull[i] > INTRACRANIAL_FRACTION * sizes[i]:
+                rejected[int(i)] = "inside the skull"
+        return rejected
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8)))).astype(bool)
+
+
+def _slice_heights(ct: Volume) -> np.ndarray | None:
+    """Superior height (mm) of each slice of ``ct`` (LPS: +z is superior), None unless the slices are axial."""
+    direction = np.reshape(ct.direction, (3, 3))
+    superior = direction[2, 2]  # z (world) component of the slice axis
+    if abs(superior) < 0.9:
+        return None
+    return ct.origin[2] + np.arange(ct.shape[0]) * ct.spacing[2] * superior
+
+
+def _intracranial(ct: np.ndarray, pixel_cm2: float) -> np.ndarray:
+    out = np.zeros(ct.shape, dtype=bool)
+    for z in range(ct.shape[0]):
+        bone = ct[z] > BONE_HU
+        if bone.sum() * pixel_cm2 < 2.0:  # no skull in this slice
+            continue
+        ring = sitk.BinaryMorphologicalClosing(sitk.GetImageFromArray(bone.astype(np.uint8)), [2, 2])
+        enclosed = _fill_holes(sitk.GetArrayFromImage(ring).astype(bool)) & ~bone & (ct[z] > -100.0)
+        if enclosed.sum() * pixel_cm2 < INTRACRANIAL_MIN_CM2:
+            continue
+        labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(enclosed.astype(np.uint8))))
+        sizes = np.bincount(labels.ravel())
+        large = np.flatnonzero(sizes * pixel_cm2 >= INTRACRANIAL_MIN_CM2)
+        out[z] = np.isin(labels, large[large > 0])
+    return out
+
+
+def head_neck_region(ct: Volume) -> HeadNeckRegion:
+    """The thorax level and the intracranial voxels of ``ct`` (HU)."""
+    array = np.asarray(ct.array, dtype=np.float32)
+    pixel_cm2 = ct.spacing[0] * ct.spacing[1] / 100.0
+    heights = _slice_heights(ct)
+    thorax_top = None
+    if heights is not None:
+        body = largest_region(array > BODY_THRESHOLD_HU)
+        lung_cm2 = np.array(
+            [(_fill_holes(body[z]) & (array[z] < LUNG_AIR_HU)).sum() * pixel_cm2 for z in range(array.shape[0])]
+        )
+        thorax = np.flatnonzero(lung_cm2 > LUNG_AREA_CM2)
+        thorax_top = float(heights[thorax].max()) if thorax.size else None
+    return HeadNeckRegion(heights, thorax_top, _intracranial(array, pixel_cm2))
