@@ -2,10 +2,11 @@
 
 Prints (1) the machine's matrix-product peak in float32 and in the reduced precision (a 4096^2 matmul), (2) the
 segmenter's FLOPs per slice (``torch.utils.flop_counter``), (3) seconds per slice of one forward in float32, in
-reduced precision and through the reference modules (the modules before issue 12: plain linear + GELU and
-DINOv3's RoPE formula, the fusion's and decoder's ``reference_forward``), with effective GFLOP/s and their
-fraction of the peak, and (4) the whole-volume time of a 150-slice head-and-neck-sized phantom (512x512 CT slices) through ``segment_volume`` with its defaults,
-with and without the feature maps (``segment_with_feature_maps``, i.e. ``dualdinov3 segment --pca-out``).
+reduced precision and through the reference modules (the modules before issue 12: plain linear + GELU and DINOv3's
+RoPE formula, the fusion's and decoder's ``reference_forward``), with effective GFLOP/s and their fraction of the
+peak, and (4) the whole-volume time of a 150-slice head-and-neck-sized phantom (512x512 CT slices) through
+``segment_volume`` with its defaults, with and without the feature maps (``segment_with_feature_maps``, i.e.
+``dualdinov3 segment --pca-out``).
 
 Run: ``make bench`` or ``python Testing/benchmarks/bench_paper.py [--slices N] [--quick] [--batch 2]
 [--repeats 3] [--threads T] [--device auto] [--profile]``. ``--slices N`` runs only N slices of the 150-slice
