@@ -36,6 +36,7 @@ class SegmentParameters:
     threads: int = AUTOMATIC_THREADS
     skipEmptySlices: bool = True
     minComponentMm3: float = 0.0
+    headNeckOnly: bool = True
     ctEncoder: bool = True
     petEncoder: bool = True
 

@@ -155,6 +155,7 @@ class DualDINOv3SegmentLogic:
         batchSize=DEFAULT_BATCH_SIZE,
         skipEmptySlices=True,
         minComponentMm3=0.0,
+        headNeckOnly=True,
         threads=0,
         progress=None,
         completion=None,
@@ -168,8 +169,10 @@ class DualDINOv3SegmentLogic:
         Returns the segmentation node (``outputSegmentation``, whose segments of the same names are replaced,
         or a new node), or with ``waitForCompletion=False`` a :class:`~.Jobs.ProcessJob` whose ``result`` is
         that node. ``threads``: CPU threads of the worker (0: all physical cores but one, so Slicer stays
-        responsive). ``progress(fraction, message)`` and ``completion(job)`` are called on the polling thread.
-        Raises ``DualDINOv3Error`` (with the library's wording) for bad inputs, before any work.
+        responsive). ``headNeckOnly``: remove regions below the thorax or inside the skull (see
+        ``DualDINOv3Lib.preprocessing.head_neck_region``). ``progress(fraction, message)`` and ``completion(job)``
+        are called on the polling thread. Raises ``DualDINOv3Error`` (with the library's wording) for bad inputs,
+        before any work.
         """
         if outputSegmentation is not None and not outputSegmentation.IsA("vtkMRMLSegmentationNode"):
             from DualDINOv3Lib.errors import DataError
@@ -181,6 +184,7 @@ class DualDINOv3SegmentLogic:
             "threads": threads,
             "skipEmptySlices": bool(skipEmptySlices),
             "minComponentMm3": float(minComponentMm3),
+            "headNeckOnly": bool(headNeckOnly),
         }
         checked, modelPath, key = self._check(ctVolumeNode, petVolumeNode, model, options)
         if key is not None:

@@ -91,6 +91,7 @@ class Widget(qt.QWidget):
         self.ui.threadsSpinBox.value = p.threads
         self.ui.skipEmptySlicesCheckBox.checked = p.skipEmptySlices
         self.ui.minComponentSpinBox.value = p.minComponentMm3
+        self.ui.headNeckOnlyCheckBox.checked = p.headNeckOnly
         self.ui.ctEncoderCheckBox.checked = p.ctEncoder
         self.ui.petEncoderCheckBox.checked = p.petEncoder
 
@@ -108,6 +109,7 @@ class Widget(qt.QWidget):
             threads=int(self.ui.threadsSpinBox.value),
             skipEmptySlices=bool(self.ui.skipEmptySlicesCheckBox.checked),
             minComponentMm3=float(self.ui.minComponentSpinBox.value),
+            headNeckOnly=bool(self.ui.headNeckOnlyCheckBox.checked),
             ctEncoder=bool(self.ui.ctEncoderCheckBox.checked),
             petEncoder=bool(self.ui.petEncoderCheckBox.checked),
         )
@@ -184,6 +186,7 @@ class Widget(qt.QWidget):
                     outputSegmentation=p.outputSegmentation,
                     skipEmptySlices=p.skipEmptySlices,
                     minComponentMm3=p.minComponentMm3,
+                    headNeckOnly=p.headNeckOnly,
                     **common,
                 )
             else:

@@ -16,6 +16,7 @@ def test_parameters_round_trip_and_bad_values_fall_back_to_defaults(slicerApp, p
         batchSize=8,
         skipEmptySlices=False,
         minComponentMm3=50.0,
+        headNeckOnly=False,
         petEncoder=False,
         model="/models/mine.safetensors",
         modelIsFile=True,
