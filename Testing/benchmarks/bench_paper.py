@@ -73,8 +73,11 @@ def flops_per_slice(model, size: int, device) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from DualDINOv3Lib.models.fused_ops import plain_ops
+
     x = torch.randn(1, 2, size, size, device=device)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    # the plain ops: the counter does not know oneDNN's fused linear + GELU and would miss its products
+    with torch.inference_mode(), plain_ops(), FlopCounterMode(display=False) as counter:
         model(x)
     return float(counter.get_total_flops())
 

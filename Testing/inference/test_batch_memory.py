@@ -30,7 +30,7 @@ def _ct_pet():
 
 def test_the_estimate_for_the_paper_decoder_and_per_precision(segmenter):
     vitb = PrimusMultiscaleDecoder(4 * 768, num_classes=3, patch_size=16)  # 3072 -> ... -> 192 channels
-    assert vitb.working_memory_bytes(512, 512, 4) == 3 * 768 * 128 * 128 * 4  # the largest map held whole
+    assert vitb.working_memory_bytes(512, 512, 4) == 3 * 1536 * 64 * 64 * 4  # the largest map held whole
     one = batch_memory_bytes(segmenter, 1, 64, None)
     assert batch_memory_bytes(segmenter, 4, 64, None) == 4 * one
     assert batch_memory_bytes(segmenter, 4, 64, torch.bfloat16) == 2 * one

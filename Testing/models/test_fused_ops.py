@@ -108,7 +108,7 @@ def test_the_decoder_in_tiles_gives_the_convolutions_results(monkeypatch, tile_e
 
 def test_the_decoder_estimate_follows_its_tiles():
     vitb = PrimusMultiscaleDecoder(4 * 768, num_classes=3, patch_size=16)  # 3072 -> ... -> 192 channels
-    assert vitb._stage_plan(2 * 32 * 32) == (2, 341)  # 1536- and 768-channel stages whole, then tiles
-    # the 768-channel map of the second stage (product, LayerNorm, GELU) is the largest held at once
-    assert vitb.working_memory_bytes(512, 512, 4) == 3 * 768 * 128 * 128 * 4
+    assert vitb._stage_plan(2 * 32 * 32) == (1, 341)  # the 1536-channel stage whole, then tiles
+    # the 1536-channel map of the first stage (product, LayerNorm, GELU) is the largest held at once
+    assert vitb.working_memory_bytes(512, 512, 4) == 3 * 1536 * 64 * 64 * 4
     assert vitb._stage_plan(16)[1] is None  # a small map runs whole
