@@ -74,3 +74,31 @@ def test_the_worker_passes_the_threads_and_automatic_leaves_a_core(monkeypatch, 
     automatic = default_threads(reserve=InferenceWorker.SLICER_RESERVED_CORES)
     assert calls == [1, automatic, automatic] * 2
     assert automatic == max(1, default_threads() - 1)
+
+
+def test_head_neck_only_goes_from_the_logic_through_the_job_to_segment_volume(
+    slicerApp, phantomNodes, monkeypatch, tmp_path
+):
+    ct, pet = phantomNodes
+    (tmp_path / "jobs").mkdir()
+    job = DualDINOv3SegmentLogic(tempDirectory=str(tmp_path / "jobs")).segment(
+        ct, pet, device="cpu", threads=1, headNeckOnly=False, waitForCompletion=False
+    )
+    try:
+        (folder,) = (tmp_path / "jobs").iterdir()
+        assert json.loads((folder / "job.json").read_text())["headNeckOnly"] is False
+    finally:
+        job.cancel()
+    volume = Volume(np.zeros((2, 4, 4), np.float32), (1.0, 1.0, 1.0))
+    seen = []
+
+    def segment(ct, pet, model, **options):
+        seen.append(options["head_neck_only"])
+        return volume.with_array(np.zeros((2, 4, 4), np.uint8))
+
+    monkeypatch.setattr(DualDINOv3Lib, "read_volume", lambda path: volume)
+    monkeypatch.setattr(DualDINOv3Lib, "segment_volume", segment)
+    base = {"task": "segment", "ct": "ct.nrrd", "pet": "pet.nrrd", "outputDir": str(tmp_path), "threads": 1}
+    for extra in ({}, {"headNeckOnly": False}, {"headNeckOnly": True}):
+        InferenceWorker.run({**base, **extra})
+    assert seen == [True, False, True]  # on unless the job turns it off
