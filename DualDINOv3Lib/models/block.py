@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import SelfAttention
+from .fused_ops import fused_ops_enabled
 from .layers import LayerScale, Mlp
 
 
@@ -48,6 +49,11 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
         if not (self.training and self.drop_path > 0.0):
+            if isinstance(self.ls1, LayerScale) and isinstance(self.ls2, LayerScale) and fused_ops_enabled():
+                # x + gamma * branch in one pass: under autocast the branch is bf16 and the residual stream
+                # float32, and the separate product and sum of mixed dtypes take 3.5x as long (issue 12)
+                x = torch.addcmul(x, self.attn(self.norm1(x), rope), self.ls1.gamma)
+                return torch.addcmul(x, self.mlp(self.norm2(x)), self.ls2.gamma)
             x = x + self._attn_branch(x, rope)
             return x + self._mlp_branch(x)
         b = x.shape[0]

@@ -112,3 +112,27 @@ def test_the_decoder_estimate_follows_its_tiles():
     # the 1536-channel map of the first stage (product, LayerNorm, GELU) is the largest held at once
     assert vitb.working_memory_bytes(512, 512, 4) == 3 * 1536 * 64 * 64 * 4
     assert vitb._stage_plan(16)[1] is None  # a small map runs whole
+
+
+def test_a_vit_block_gives_the_plain_ops_numbers_and_still_trains():
+    from DualDINOv3Lib.models.block import Block
+    from DualDINOv3Lib.models.rope import RopePositionEmbedding, with_prefix
+
+    torch.manual_seed(0)
+    block = Block(64, 4, layerscale_init=0.5).eval()
+    rope = with_prefix(*RopePositionEmbedding(16, base=100.0)(4, 5), 1)
+    x = torch.randn(2, 21, 64)
+    with torch.inference_mode():
+        fused = block(x, rope)
+        with plain_ops():
+            plain = block(x, rope)
+        torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+        with matmul_weights_in(block, torch.bfloat16), torch.autocast("cpu", dtype=torch.bfloat16):
+            fused16 = block(x, rope)
+            with plain_ops():
+                plain16 = block(x, rope)
+    assert fused16.dtype == plain16.dtype == torch.float32  # the residual stream stays float32 under autocast
+    torch.testing.assert_close(fused16, plain16, rtol=0.02, atol=0.02)
+    x.requires_grad_(True)
+    block.train()(x, rope).square().sum().backward()
+    assert x.grad is not None and all(p.grad is not None for p in block.parameters())
