@@ -57,7 +57,7 @@ def stand_in_segmentation(*with_false_positive: bool):
     flagged, a 2 x 5 x 5 = 50-voxel (0.5 cm3) GTVn block away from it (on slices 5-6)."""
 
     def segment(ct, pet, model, **options):
-        assert set(options) == {"device", "batch_size", "min_component_mm3"}
+        assert set(options) == {"device", "batch_size", "min_component_mm3", "head_neck_only"}
         label = (np.asarray(pet.array) > 5).astype(np.uint8)
         if with_false_positive[len(segment.calls)]:
             label[5:7, 13:18, 13:18] = 2
@@ -82,8 +82,13 @@ def test_command_writes_tables_and_pictures_with_the_numbers_it_prints(construct
     monkeypatch.setattr(evaluate_real_module, "segment_volume", stand_in_segmentation(False, True))
     out = tmp_path / "out"
     args = ["evaluate-real", "--data", str(constructed), "--out", str(out), "--device", "cpu"]
-    assert main([*args, "--batch-size", "2", "--min-component-mm3", "7"]) == 0
-    assert evaluate_real_module.segment_volume.calls[0] == {"device": "cpu", "batch_size": 2, "min_component_mm3": 7.0}
+    assert main([*args, "--batch-size", "2", "--min-component-mm3", "7", "--keep-outside-head-neck"]) == 0
+    assert evaluate_real_module.segment_volume.calls[0] == {
+        "device": "cpu",
+        "batch_size": 2,
+        "min_component_mm3": 7.0,
+        "head_neck_only": False,
+    }
     printed = capsys.readouterr().out
     assert "[1/2] A: Dice 1.000, FP 0.00 cm3 in 0 components (largest 0.00 cm3)" in printed
     # B's Dice of any label is 2 x 48 / (48 + 98): its false positive lowers it too
