@@ -3,9 +3,9 @@ Slicer module can check a setting before it starts a worker; :func:`DualDINOv3Li
 the thread count to torch and SimpleITK.
 
 - ``DEFAULT_BATCH_SIZE``: slices per forward pass of every inference path (library, commands, Slicer module).
-  The paper's dual ViT-B/16 at 512x512 needs about 0.63 GB of working memory per slice in float32 and 0.35 GB
-  in bf16 (``Testing/benchmarks/bench_memory.py``): 4 slices peak at about 4 GB for the whole process, safe on
-  a 16 GB laptop next to Slicer.
+  The paper's dual ViT-B/16 at 512x512 needs at most about 0.3 GB of working memory per slice in float32 and
+  0.25 GB in bf16 (``Testing/benchmarks/bench_memory.py``): 4 slices peak at about 2.3 GB for the whole process,
+  safe on a 16 GB laptop next to Slicer.
 - ``available_memory_bytes()``: memory the system can give a job now without swapping (Linux), for the
   up-front check that a batch fits (:mod:`DualDINOv3Lib.inference.memory`).
 - ``available_cpus()``: the logical CPUs this process may run on (its CPU affinity, and a container's CPU

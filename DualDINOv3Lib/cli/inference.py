@@ -38,7 +38,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
-                   help=f"slices per forward pass (default: {DEFAULT_BATCH_SIZE}; about 0.6 GB each for a dual "
+                   help=f"slices per forward pass (default: {DEFAULT_BATCH_SIZE}; about 0.3 GB each for a dual "
                         "ViT-B at 512x512 in float32, see the README's memory table)")  # fmt: skip
     add_threads_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -13,11 +13,21 @@ from ..runtime import mixed_precision_dtype
 GB = 2**30
 
 
+ENCODER_ACTIVATIONS = 40
+"""Token-sized float32 tensors alive at once per encoder in one forward (a block's activations, the kept taps and
+the fusion's streams), calibrated with ``Testing/benchmarks/bench_memory.py``: a dual ViT-B/16 at 512x512 needs
+about 0.3 GB per slice in float32, 0.25 GB in bf16 (the residual stream stays float32 under autocast)."""
+
+
 def batch_memory_bytes(model: Segmenter, batch_size: int, size: int, dtype: torch.dtype | None) -> int:
     """Estimated working memory of a forward of ``batch_size`` slices of ``size x size`` (``dtype``: the
-    autocast precision, None for float32): the decoder's full-resolution maps dominate."""
+    autocast precision, None for float32): the encoders' token activations plus the decoder's largest maps."""
     element_bytes = 4 if dtype is None else torch.finfo(dtype).bits // 8
-    return batch_size * model.decoder.working_memory_bytes(size, size, element_bytes)
+    encoders = sum(
+        ENCODER_ACTIVATIONS * ((size // enc.patch_size) ** 2 + enc.n_prefix_tokens) * enc.config.embed_dim * 4
+        for enc in model.encoders.values()
+    )
+    return batch_size * (encoders + model.decoder.working_memory_bytes(size, size, element_bytes))
 
 
 def check_batch_memory(model: Segmenter, batch_size: int, device: torch.device, mixed_precision: bool | None) -> None:

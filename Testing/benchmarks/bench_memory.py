@@ -1,15 +1,15 @@
 """Working memory of the paper's dual ViT-B/16 segmenter at 512x512 per batch size, in float32 and bf16.
 
-Run: ``make bench`` or ``python Testing/benchmarks/bench_memory.py [--batches 1 2 4 8] [--size 512]
-[--precisions fp32 bf16] [--threads N]``. Each (batch, precision) runs in a fresh process: it builds a randomly
-initialised dual ViT-B/16 segmenter (two ViT-B/16 encoders, fusion at blocks 2, 5, 8, 11, Primus decoder, as
-``Training/configs/5_dual_ct_pet.yaml`` without its checkpoints; memory does not depend on the weights'
-values), then runs one forward of a batch the way ``segment_volume`` does (``torch.inference_mode``, bf16 under
-CPU autocast). Reported: the process's resident memory before the forward (interpreter, torch, the model's
-weights), its peak during the forward (``ru_maxrss``), and their difference, the working memory a batch
-needs on top of the model, next to the estimate :mod:`DualDINOv3Lib.inference.memory` refuses a batch by
-(the decoder's full-resolution maps). ``segment_volume`` holds besides only the case's volumes (a 150-slice 512x512 CT
-and PET in float32: 0.3 GB) and, per batch, its inputs and class probabilities (a few MB per slice).
+Run: ``make bench`` or ``python Testing/benchmarks/bench_memory.py [--batches 1 2 4 8] [--size 512] [--precisions
+fp32 bf16] [--threads N]``. Each (batch, precision) runs in a fresh process: it builds a randomly initialised dual
+ViT-B/16 segmenter (two ViT-B/16 encoders, fusion at blocks 2, 5, 8, 11, Primus decoder, as
+``Training/configs/5_dual_ct_pet.yaml`` without its checkpoints; memory does not depend on the weights' values),
+then runs one forward of a batch the way ``segment_volume`` does (``torch.inference_mode``, bf16 under CPU
+autocast). Reported: the process's resident memory before the forward (interpreter, torch, the model's weights),
+its peak during the forward (``ru_maxrss``), and their difference, the working memory a batch needs on top of the
+model, next to the estimate :mod:`DualDINOv3Lib.inference.memory` refuses a batch by (the encoders' token
+activations and the decoder's largest maps). ``segment_volume`` holds besides only the case's volumes (a 150-slice
+512x512 CT and PET in float32: 0.3 GB) and, per batch, its inputs and class probabilities (a few MB per slice).
 """
 
 from __future__ import annotations

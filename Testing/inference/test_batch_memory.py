@@ -33,7 +33,7 @@ def test_the_estimate_for_the_paper_decoder_and_per_precision(segmenter):
     assert vitb.working_memory_bytes(512, 512, 4) == 3 * 1536 * 64 * 64 * 4  # the largest map held whole
     one = batch_memory_bytes(segmenter, 1, 64, None)
     assert batch_memory_bytes(segmenter, 4, 64, None) == 4 * one
-    assert batch_memory_bytes(segmenter, 4, 64, torch.bfloat16) == 2 * one
+    assert one / 2 < batch_memory_bytes(segmenter, 1, 64, torch.bfloat16) < one  # the residual stream stays fp32
     available = machine.available_memory_bytes()
     assert available is None or available > 0
 
