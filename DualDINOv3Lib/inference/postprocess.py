@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import SimpleITK as sitk
@@ -13,6 +14,14 @@ from ..preprocessing.head_neck_region import head_neck_region
 log = logging.getLogger(__name__)
 
 
+def _components_per_label(array: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(label value, component ids)`` for every non-zero value of ``array``: its 26-connected regions."""
+    for value in np.unique(array):
+        if value != 0:
+            mask = sitk.GetImageFromArray((array == value).astype(np.uint8))
+            yield int(value), sitk.GetArrayFromImage(sitk.ConnectedComponent(mask, True))
+
+
 def remove_small_components(label: Volume, min_volume_mm3: float) -> Volume:
     """``label`` with every connected region (per label value, 26-connected) smaller than ``min_volume_mm3``
     set to background (0). Returns ``label`` itself when ``min_volume_mm3 <= 0``."""
@@ -21,16 +30,11 @@ def remove_small_components(label: Volume, min_volume_mm3: float) -> Volume:
     voxel_mm3 = float(np.prod(label.spacing))
     min_voxels = int(np.ceil(min_volume_mm3 / voxel_mm3))
     array = np.array(label.array, copy=True)
-    for value in np.unique(array):
-        if value == 0:
-            continue
-        mask = sitk.GetImageFromArray((array == value).astype(np.uint8))
-        components = sitk.ConnectedComponent(mask, True)
-        sizes = np.bincount(sitk.GetArrayViewFromImage(components).ravel())
-        small = np.flatnonzero(sizes < min_voxels)
+    for _, components in _components_per_label(array):
+        small = np.flatnonzero(np.bincount(components.ravel()) < min_voxels)
         small = small[small > 0]
         if small.size:
-            array[np.isin(sitk.GetArrayViewFromImage(components), small)] = 0
+            array[np.isin(components, small)] = 0
     return label.with_array(array)
 
 
@@ -44,11 +48,7 @@ def remove_outside_head_neck(label: Volume, ct: Volume) -> Volume:
     region = head_neck_region(ct)
     array = np.array(array, copy=True)
     voxel_cm3 = float(np.prod(label.spacing)) / 1000.0
-    for value in np.unique(array):
-        if value == 0:
-            continue
-        mask = sitk.GetImageFromArray((array == value).astype(np.uint8))
-        components = sitk.GetArrayFromImage(sitk.ConnectedComponent(mask, True))
+    for value, components in _components_per_label(array):
         rejected = region.rejected_components(components)
         if rejected:
             sizes = np.bincount(components.ravel())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fused_ops import linear
 from .layers import QKVLinear
 from .rope import apply_rope
 
@@ -35,4 +34,4 @@ class SelfAttention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         out = F.scaled_dot_product_attention(q, k, v)
-        return linear(out.transpose(1, 2).reshape(b, n, d), self.proj.weight, self.proj.bias)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))

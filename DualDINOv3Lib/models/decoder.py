@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -113,10 +115,9 @@ class PrimusMultiscaleDecoder(nn.Module):
     @staticmethod
     def _stage(x: Tensor, weight: Tensor, bias: Tensor | None, norm: nn.LayerNorm, dtype: torch.dtype) -> Tensor:
         x = (x @ weight if bias is None else torch.addmm(bias, x, weight)).view(-1, norm.normalized_shape[0])
-        if x.device.type == "cpu" and x.dtype == dtype != torch.float32:  # bf16: normalise without widening
-            with torch.autocast(x.device.type, enabled=False):
-                return F.gelu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
-        return F.gelu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+        keep_bf16 = x.device.type == "cpu" and x.dtype == dtype != torch.float32  # normalise without widening
+        with torch.autocast(x.device.type, enabled=False) if keep_bf16 else contextlib.nullcontext():
+            return F.gelu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
 
     def _tail(self, x: Tensor, stages: list[tuple], dtype: torch.dtype) -> Tensor:
         for params in stages:

@@ -78,18 +78,17 @@ def _fusable(x: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtype)
     return onednn_linear_available()
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, gelu: bool = False) -> Tensor:
-    """``F.linear(x, weight, bias)``, followed by the exact (erf) GELU with ``gelu=True``.
+def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.gelu(F.linear(x, weight, bias))`` with the exact (erf) GELU.
 
-    With ``gelu=True`` the product, bias and GELU are one oneDNN call on CPU when nothing needs gradients and
-    ``weight`` (and ``bias``) already have the compute dtype (float32, or bf16 under autocast with the weights
-    cast once, see ``inference.segment.matmul_weights_in``); otherwise exactly the plain PyTorch ops, autocast
-    included. A product without GELU stays ``F.linear``: measured no faster through oneDNN's call.
+    One oneDNN call on CPU when nothing needs gradients and ``weight`` (and ``bias``) already have the compute
+    dtype (float32, or bf16 under autocast with the weights cast once, see ``inference.segment.matmul_weights_in``);
+    otherwise exactly the plain PyTorch ops, autocast included. Products without GELU stay ``F.linear``: measured
+    no faster through oneDNN's call.
     """
     dtype = compute_dtype(x)
-    if gelu and _fusable(x, weight, bias, dtype):
+    if _fusable(x, weight, bias, dtype):
         rows = x.to(dtype).reshape(-1, x.shape[-1])  # oneDNN's 2D path is the faster one
         out = torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "gelu", [], "none")
         return out.view(*x.shape[:-1], weight.shape[0])
-    out = F.linear(x, weight, bias)
-    return F.gelu(out) if gelu else out
+    return F.gelu(F.linear(x, weight, bias))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fused_ops import linear
+from .fused_ops import linear_gelu
 
 
 class LayerScale(nn.Module):
@@ -30,8 +31,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = linear(x, self.fc1.weight, self.fc1.bias, gelu=True)  # bias and GELU fused where possible
-        return linear(hidden, self.fc2.weight, self.fc2.bias)
+        return self.fc2(linear_gelu(x, self.fc1.weight, self.fc1.bias))  # bias and GELU fused where possible
 
 
 class QKVLinear(nn.Linear):
@@ -52,5 +52,5 @@ class QKVLinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.mask_k_bias:
-            return linear(x, self.weight, self.bias * self.bias_mask.to(self.bias.dtype))
-        return linear(x, self.weight, self.bias)
+            return F.linear(x, self.weight, self.bias * self.bias_mask.to(self.bias.dtype))
+        return super().forward(x)

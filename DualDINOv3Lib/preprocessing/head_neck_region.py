@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..data.volume import Volume
-from .body import BODY_THRESHOLD_HU, largest_region
+from .body import body_mask
 
 LUNG_AREA_CM2 = 30.0
 """Air inside the body in one axial slice above which the slice is in the thorax (both lungs well formed)."""
@@ -64,8 +64,8 @@ class HeadNeckRegion:
             np.maximum.at(top, ids, self.slice_height_mm[where[0]])
         rejected = {}
         for i in np.unique(ids):
-            below = None if self.thorax_top_mm is None else self.thorax_top_mm - float(top[i])
-            if below is not None and below > THORAX_MARGIN_MM:
+            below = -np.inf if self.thorax_top_mm is None else self.thorax_top_mm - float(top[i])
+            if below > THORAX_MARGIN_MM:
                 rejected[int(i)] = f"below the thorax ({below:.0f} mm below the top of the lungs' full width)"
             elif inside_skull[i] > INTRACRANIAL_FRACTION * sizes[i]:
                 rejected[int(i)] = "inside the skull"
@@ -109,7 +109,7 @@ def head_neck_region(ct: Volume) -> HeadNeckRegion:
     heights = _slice_heights(ct)
     thorax_top = None
     if heights is not None:
-        body = largest_region(array > BODY_THRESHOLD_HU)
+        body = body_mask(array)
         lung_cm2 = np.array(
             [(_fill_holes(body[z]) & (array[z] < LUNG_AIR_HU)).sum() * pixel_cm2 for z in range(array.shape[0])]
         )

@@ -9,7 +9,7 @@ import torch
 from DualDINOv3Lib.inference.segment import matmul_weights_in
 from DualDINOv3Lib.models import decoder as decoder_module
 from DualDINOv3Lib.models.decoder import PrimusMultiscaleDecoder
-from DualDINOv3Lib.models.fused_ops import linear, onednn_linear_available, plain_ops
+from DualDINOv3Lib.models.fused_ops import linear_gelu, onednn_linear_available, plain_ops
 from DualDINOv3Lib.models.layers import Mlp
 from DualDINOv3Lib.models.rope import RopePositionEmbedding, apply_rope, apply_rope_reference, with_prefix
 
@@ -62,7 +62,7 @@ def test_with_gradients_the_plain_ops_run_and_train(monkeypatch):
     mlp(x).square().sum().backward()
     assert calls == []
     assert x.grad is not None and all(p.grad is not None for p in mlp.parameters())
-    out = linear(x.detach(), mlp.fc1.weight, mlp.fc1.bias, gelu=True)  # the weight still needs gradients
+    out = linear_gelu(x.detach(), mlp.fc1.weight, mlp.fc1.bias)  # the weight still needs gradients
     assert calls == [] and out.requires_grad
 
 
