@@ -110,6 +110,6 @@ def segment_with_feature_maps(
             report(progress, 0.8 + 0.2 * (k + 1) / len(body_chunks), f"feature maps {k + 1}/{len(body_chunks)}")
     check_cancel(cancel, "segmentation")
     label = ct.with_array(labels, modality=LABEL_MODALITY, units=None)
-    label = clean_label(label, ct, min_component_mm3=min_component_mm3, head_neck_only=head_neck_only)
+    label = clean_label(label, ct, prep.pet, min_component_mm3=min_component_mm3, head_neck_only=head_neck_only)
     report(progress, 1.0, "done")
     return label, {name: ct.with_array(arr, modality=RGB_MODALITY, units=None) for name, arr in maps.items()}

@@ -116,11 +116,13 @@ def segment_volume(
     :mod:`DualDINOv3Lib.data.plausibility`);
     NaN/inf voxels and impossible spacings are refused always. ``min_component_mm3``: connected regions smaller than
     this are removed from the result. ``head_neck_only``: regions where no head-and-neck GTV can be (entirely
-    below the thorax, or mostly inside the skull, as found on the CT;
-    :mod:`~DualDINOv3Lib.preprocessing.head_neck_region`) are removed. ``threads``: CPU threads for torch and
-    SimpleITK during the job, restored afterwards (:func:`~DualDINOv3Lib.runtime.cpu_threads`; ``None``: the
-    process's setting, by default the physical cores). ``progress(fraction, message)`` is called after each batch;
-    ``cancel`` (a ``threading.Event`` or a function) stops the job between batches by raising
+    below the thorax, or mostly inside the skull, as found on the CT,
+    :mod:`~DualDINOv3Lib.preprocessing.head_neck_region`; and regions whose hot part is water on the CT, tracer
+    excreted into urine, :func:`~DualDINOv3Lib.inference.postprocess.remove_excreted_tracer`) are removed.
+    ``threads``: CPU threads for torch and SimpleITK during the job, restored afterwards
+    (:func:`~DualDINOv3Lib.runtime.cpu_threads`; ``None``: the process's setting, by default the physical cores).
+    ``progress(fraction, message)`` is called after each batch; ``cancel`` (a ``threading.Event`` or a function)
+    stops the job between batches by raising
     :class:`~DualDINOv3Lib.inference.Cancelled`.
 
     Memory: one batch of inputs and logits at a time plus the uint8 output; it does not grow with the number
@@ -152,7 +154,7 @@ def segment_volume(
             report(progress, done / max(len(indices), 1), f"segmented {done}/{len(indices)} slices")
     check_cancel(cancel, "segmentation")
     label = ct.with_array(output, modality=LABEL_MODALITY, units=None)
-    label = clean_label(label, ct, min_component_mm3=min_component_mm3, head_neck_only=head_neck_only)
+    label = clean_label(label, ct, prep.pet, min_component_mm3=min_component_mm3, head_neck_only=head_neck_only)
     log.info(
         "segmented %d of %d slices on %s in %.1f s", len(indices), prep.num_slices, device, time.perf_counter() - start
     )

@@ -23,6 +23,11 @@ from .canvas import LESION_HOST, Block, Canvas, Tissue
 STRATUM_TARGETS_CM3 = {"small": (1.0, 4.3), "medium": (6.0, 13.5), "large": (17.0, 42.0)}
 """Target GTVp volumes drawn (log-uniformly) per stratum, kept away from the 5 and 15 cm3 boundaries."""
 NODE_TARGET_CM3 = (0.6, 7.0)
+FAT_RIM_PROBABILITY = 0.75
+"""Share of nodes wrapped in 1.5-3 mm of fat where they would border soft tissue or muscle: cervical nodes lie in
+the fat of the neck's compartments, and CT shows them as oval soft tissue within fat. The rest have lost their fat
+planes (extranodal extension, matted nodes) and must be told apart by PET alone."""
+_RIM_HOST = (Tissue.SOFT, Tissue.MUSCLE)
 _BISECTION_STEPS = 14
 _VOLUME_TOLERANCE = 0.04
 
@@ -162,7 +167,8 @@ def place_nodes(
 ) -> list[Lesion]:
     """Paints ``n_nodes`` lymph nodes (GTVn) at levels II-IV (from the mandible down to the clavicle, beside
     the jugular chain) within ``w_window``, clear of the GTVp and of each other (at least 3 mm between their
-    bounding spheres); about 20 % get a cystic centre (:data:`Tissue.NODE_CYST`). Where space is short,
+    bounding spheres); most get a rim of fat (:data:`FAT_RIM_PROBABILITY`), about 20 % a cystic centre
+    (:data:`Tissue.NODE_CYST`). Where space is short,
     later tries draw smaller nodes."""
     nodes: list[Lesion] = []
     occupied = [(np.asarray(primary.centre), _equivalent_radius(primary.cm3) * 1.3)]
@@ -186,6 +192,10 @@ def place_nodes(
         if cm3 < 0.5 * NODE_TARGET_CM3[0]:
             continue
         canvas.paint(block, mask, Tissue.GTVN)
+        if rng.random() < FAT_RIM_PROBABILITY:  # the fat the node lies in, as CT shows it
+            rim_scale = scale * (1.0 + rng.uniform(1.5, 3.0) / _equivalent_radius(cm3))
+            du, dv, dw = block.u - centre[0], block.v - centre[1], block.w - centre[2]
+            canvas.paint(block, (shape.field(du, dv, dw, rim_scale) > 0) & ~mask, Tissue.FAT, only=_RIM_HOST)
         occupied.append((centre, radius))
         node = Lesion(block, mask, cm3, tuple(map(float, centre)), scale, shape.waves)
         if cm3 > 1.5 and rng.random() < 0.2:

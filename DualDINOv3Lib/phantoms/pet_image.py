@@ -12,11 +12,15 @@ import SimpleITK as sitk
 
 from ..data.volume import Volume
 from .acquisition import Acquisition
-from .canvas import Canvas, Grid, Tissue
+from .canvas import GTVN_TISSUES, Canvas, Grid, Tissue
 from .lesions import Lesion, texture
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 _ACTIVITY_VOXEL_MM = 2.5  # in-plane voxel of the grid the PET activity is averaged onto before the PSF
+FAINT_NODE_CONTRAST = (2.0, 3.0)
+"""A faint node's uptake over the median of the tissue around it (before the PSF). Faint nodes that a physician
+contours stand out from the muscle and fat beside them; uptake barely above its surroundings taught the model to
+call ordinary muscle a node on real scans."""
 
 _SUV = {  # tissue: (low, high) of the per-patient physiological SUV at rest
     Tissue.FAT: (0.2, 0.5),
@@ -87,7 +91,11 @@ def pet_image(
     _paint_uptake(activity, canvas, primary, Tissue.GTVP, suvmax * texture(primary, strength) / (1.0 + strength))
     for node in nodes:
         faint = rng.random() < (0.4 if node.cm3 < 1.5 else 0.15)
-        level = rng.uniform(1.6, 3.5) if faint else float(np.exp(rng.uniform(np.log(2.5), np.log(14.0))))
+        if faint:  # faint, yet a reader sees it: at least FAINT_NODE_CONTRAST times the tissue around it
+            low, high = FAINT_NODE_CONTRAST
+            level = max(rng.uniform(1.6, 3.5), _surroundings(activity, canvas, node) * rng.uniform(low, high))
+        else:
+            level = float(np.exp(rng.uniform(np.log(2.5), np.log(14.0))))
         _paint_uptake(activity, canvas, node, Tissue.GTVN, level * texture(node, rng.uniform(0.05, 0.25)))
 
     psf = acq.psf_fwhm_mm
@@ -106,6 +114,13 @@ def pet_image(
     suv = suv + noise * np.sqrt(variance).astype(np.float32)
     facts = {"suvmax_target": round(suvmax, 2), "hot_heart": hot_heart, "active": active}
     return pet.with_array(np.clip(suv, 0.0, None).astype(np.float32)), facts
+
+
+def _surroundings(activity: np.ndarray, canvas: Canvas, lesion: Lesion) -> float:
+    """Median physiological SUV of the tissue around ``lesion`` (its block outside any GTV)."""
+    tissue = canvas.tissue[lesion.block.index]
+    around = ~lesion.mask & ~np.isin(tissue, (Tissue.GTVP, Tissue.NECROSIS, *GTVN_TISSUES))
+    return float(np.median(activity[lesion.block.index][around])) if around.any() else 1.0
 
 
 def _paint_uptake(activity: np.ndarray, canvas: Canvas, lesion: Lesion, tissue: Tissue, values: np.ndarray) -> None:

@@ -169,9 +169,9 @@ class DualDINOv3SegmentLogic:
         Returns the segmentation node (``outputSegmentation``, whose segments of the same names are replaced,
         or a new node), or with ``waitForCompletion=False`` a :class:`~.Jobs.ProcessJob` whose ``result`` is
         that node. ``threads``: CPU threads of the worker (0: all physical cores but one, so Slicer stays
-        responsive). ``headNeckOnly``: remove regions below the thorax or inside the skull (see
-        ``DualDINOv3Lib.preprocessing.head_neck_region``). ``progress(fraction, message)`` and ``completion(job)``
-        are called on the polling thread. Raises ``DualDINOv3Error`` (with the library's wording) for bad inputs,
+        responsive). ``headNeckOnly``: remove regions below the thorax, inside the skull, or of excreted tracer
+        (see ``DualDINOv3Lib.inference.postprocess``). ``progress(fraction, message)`` and ``completion(job)`` are
+        called on the polling thread. Raises ``DualDINOv3Error`` (with the library's wording) for bad inputs,
         before any work.
         """
         if outputSegmentation is not None and not outputSegmentation.IsA("vtkMRMLSegmentationNode"):

@@ -6,7 +6,10 @@ reduced precision and through the reference modules (the modules before issue 12
 RoPE formula, the fusion's and decoder's ``reference_forward``), with effective GFLOP/s and their fraction of the
 peak, and (4) the whole-volume time of a 150-slice head-and-neck-sized phantom (512x512 CT slices) through
 ``segment_volume`` with its defaults, with and without the feature maps (``segment_with_feature_maps``, i.e.
-``dualdinov3 segment --pca-out``).
+``dualdinov3 segment --pca-out``), and (5) the kernel floor: one profiled forward per path split into the
+time in matrix kernels (matrix products, convolutions, fused attention) and the time in everything else, and the
+best each path could do if everything else took no time at all (the fraction of the peak in reduced precision,
+the speed-up over the reference modules in float32).
 
 Run: ``make bench`` or ``python Testing/benchmarks/bench_paper.py [--slices N] [--quick] [--batch 2]
 [--repeats 3] [--threads T] [--device auto] [--profile]``. ``--slices N`` runs only N slices of the 150-slice
@@ -69,17 +72,28 @@ def matmul_peak(device, dtype, n: int, repeats: int = 3) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def flops_per_slice(model, size: int, device) -> float:
+def _attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def flops_per_slice(model, size: int, device) -> tuple[float, float]:
+    """FLOPs of one slice's forward: in all, and in attention."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from DualDINOv3Lib.models.fused_ops import plain_ops
 
     x = torch.randn(1, 2, size, size, device=device)
-    # the plain ops: the counter does not know oneDNN's fused linear + GELU and would miss its products
-    with torch.inference_mode(), plain_ops(), FlopCounterMode(display=False) as counter:
+    # the plain ops: the counter does not know oneDNN's fused linear + GELU and would miss its products; nor
+    # does it know the CPU's flash attention (torch 2.13), whose two products it would miss too
+    cpu_flash = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops}
+    with torch.inference_mode(), plain_ops(), FlopCounterMode(display=False, custom_mapping=cpu_flash) as counter:
         model(x)
-    return float(counter.get_total_flops())
+    ops = counter.get_flop_counts().get("Global", {})
+    attention = sum(n for op, n in ops.items() if "scaled_dot_product" in str(op))
+    return float(counter.get_total_flops()), float(attention)
 
 
 def reference_forward(model, x):
@@ -133,6 +147,72 @@ def forward_section(args, model, device, reduced, flops: float, peaks: dict) -> 
     print(f"  fp32 path vs reference modules: {ref / fp32:.2f}x faster")
     if reduced is not None:
         print(f"  {_name(reduced)} vs fp32: {fp32 / per_slice[f'{_name(reduced)} path']:.2f}x faster")
+
+
+MATRIX_KERNELS = ("addmm", "mm", "bmm", "baddbmm", "_linear_pointwise", "convolution", "scaled_dot_product")
+"""Profiler op names (substrings) that are matrix kernels; attention is the ``scaled_dot_product`` ones."""
+
+
+def kernel_time(fn, batch: int) -> tuple[float, float, float]:
+    """Seconds per slice of one profiled call of ``fn`` in matrix kernels (of which in attention) and in total
+    (profiler self times, so nested calls are not counted twice)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as p:
+        fn()
+    matrix = attention = total = 0.0
+    for event in p.key_averages():
+        seconds = event.self_cpu_time_total / 1e6
+        total += seconds
+        if any(kernel in event.key for kernel in MATRIX_KERNELS):
+            matrix += seconds
+            attention += seconds if "scaled_dot_product" in event.key else 0.0
+    return matrix / batch, attention / batch, total / batch
+
+
+def floor_section(args, model, device, reduced, flops: tuple[float, float], peaks: dict) -> None:
+    """How close each path is to its matrix kernels: the target ratios cannot be beaten by removing overhead
+    if even the kernels alone fall short of them."""
+    import torch
+
+    from DualDINOv3Lib.inference.segment import matmul_weights_in
+    from DualDINOv3Lib.runtime import autocast
+
+    if device.type != "cpu":
+        print("Kernel floor: CPU only (the profiler's self times are host times elsewhere)")
+        return
+    flops, attention_flops = flops
+    x = torch.randn(args.batch, 2, args.size, args.size, device=device)
+    runs = {"reference modules (fp32)": lambda: reference_forward(model, x), "fp32 path": lambda: model(x)}
+    stack = contextlib.ExitStack()
+    if reduced is not None:
+        reduced_model = stack.enter_context(matmul_weights_in(copy.deepcopy(model), reduced))
+
+        def reduced_run():
+            with autocast(device, True):
+                reduced_model(x)
+
+        runs[f"{_name(reduced)} path"] = reduced_run
+    print(f"Kernel floor (one profiled forward, batch {args.batch}; seconds per slice):")
+    results = {}
+    with stack, torch.inference_mode():
+        for name, fn in runs.items():
+            fn()
+            results[name] = kernel_time(fn, args.batch)
+            matrix, attention, total = results[name]
+            print(
+                f"  {name:26s} total {total:6.3f}  matrix kernels {matrix:6.3f} (attention {attention:5.3f}, "
+                f"{attention_flops / attention / 1e9 if attention else 0:5.0f} GFLOP/s)  other {total - matrix:6.3f}"
+            )
+    ref_total = results["reference modules (fp32)"][2]
+    print(f"  fp32 path with zero overhead: at most {ref_total / results['fp32 path'][0]:.2f}x the reference modules")
+    if reduced is not None:
+        matrix = results[f"{_name(reduced)} path"][0]
+        rate = flops / matrix / 1e9
+        print(
+            f"  {_name(reduced)} path with zero overhead: at most {rate:.0f} GFLOP/s = "
+            f"{rate / peaks[_name(reduced)]:.2f} of the matmul peak"
+        )
 
 
 def _name(dtype) -> str:
@@ -245,9 +325,13 @@ def main() -> None:
         peaks[_name(reduced)] = matmul_peak(device, reduced, n)
     print(f"Matmul peak ({n}x{n}): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
     model = paper_model().to(device)
-    flops = flops_per_slice(model, args.size, device)
-    print(f"Dual ViT-B/16 segmenter (paper configuration 5): {flops / 1e9:.0f} GFLOP per {args.size}^2 slice")
+    flops, attention_flops = flops_per_slice(model, args.size, device)
+    print(
+        f"Dual ViT-B/16 segmenter (paper configuration 5): {flops / 1e9:.0f} GFLOP per {args.size}^2 slice "
+        f"({attention_flops / 1e9:.0f} in attention)"
+    )
     forward_section(args, model, device, reduced, flops, peaks)
+    floor_section(args, model, device, reduced, (flops, attention_flops), peaks)
     if not args.skip_volume:
         volume_section(args, model, device, default, flops, peaks)
     if args.profile:

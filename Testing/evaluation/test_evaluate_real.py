@@ -205,19 +205,14 @@ def test_command_on_two_real_ibsi_cases(tmp_path, capsys):
     assert f"false-positive volume median {median:.2f} cm3" in printed
 
 
-KNOWN_OVER_LIMIT = {"STS_012_nifti": 20.0}
-"""The one case where the bundled model still exceeds the 5 cm3 limit (bladder uptake at the edge of the crop:
-17.4 cm3 after issue 13's retraining, 52.6 cm3 before), with the bound it must stay under."""
-
-
 @pytest.mark.slow
 def test_bundled_model_on_real_ibsi_cases():
-    """Issue 13's real-data targets as far as the bundled model meets them: FP median <= 1 cm3 and every case but
-    STS_012 within 5 cm3; STS_012 held below 20 cm3 (README: "Checking a model on your own real data")."""
+    """Issue 13's real-data targets with the bundled model and the default clean-up: FP median <= 1 cm3, every case
+    within 5 cm3 (README: "Checking a model on your own real data"). STS_012's bladder at the edge of its crop
+    (17.4 cm3 of GTVp) goes as excreted tracer."""
     report = evaluate_real_folder(IBSI, device="cpu")
     assert [r.case for r in report.results] == [f"STS_{case}_nifti" for case in IBSI_CASES]
     assert report.skipped == ["STS_042_dicom (no .nii/.nii.gz/.nrrd/.nhdr/.mha/.mhd image file)"]
     fp = {r.case: round(r.false_positives.volume_cm3, 2) for r in report.results}
     assert report.summary.median_fp_cm3 <= FP_MEDIAN_TARGET_CM3, fp
-    for case, volume in fp.items():
-        assert volume <= KNOWN_OVER_LIMIT.get(case, FP_CASE_LIMIT_CM3), fp
+    assert max(fp.values()) <= FP_CASE_LIMIT_CM3, fp

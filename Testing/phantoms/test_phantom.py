@@ -105,7 +105,7 @@ def test_random_strata_and_nodes_are_consistent(seed):
 
 def test_lymph_nodes_are_separate_and_sized(with_nodes):
     label = with_nodes.label
-    nodes = sitk.ConnectedComponent(sitk.GetImageFromArray((label.array == 2).astype(np.uint8)))
+    nodes = sitk.ConnectedComponent(sitk.GetImageFromArray((label.array == 2).astype(np.uint8)), True)  # 26-conn.
     sizes = np.bincount(sitk.GetArrayFromImage(nodes).ravel())[1:] * np.prod(label.spacing) / 1000.0
     assert with_nodes.n_nodes == 3 and len(sizes) == 3
     assert np.all((sizes >= 0.3) & (sizes <= 8.0)), sizes
