@@ -13,10 +13,12 @@ from ..preprocessing.head_neck_region import head_neck_region
 
 log = logging.getLogger(__name__)
 
-URINE_HU = (-10.0, 20.0)
+URINE_HU = (-10.0, 10.0)
 """CT numbers of urine (water density). FDG is excreted into the urine: the bladder, renal pelvis and ureters are
 among the hottest things on a PET, and on the CT their hot part is water. A tumour's hot part is viable soft
-tissue (30-60 HU without contrast, more with it); its necrotic or cystic water-density core is cold."""
+tissue (30-60 HU without contrast, more with it); its necrotic or cystic water-density core is cold. The upper
+bound stays below 15 HU: on a real sarcoma PET/CT (IBSI STS_003) a hot, low-density part of the tumour read 15 HU,
+and removing tumour is worse than leaving a bladder marked."""
 EXCRETION_MIN_CM3 = 2.0
 """Smallest region checked for excreted tracer: in smaller ones the PET's blur over the fat around a small node
 can bring its hot part's median CT number into the water range."""

@@ -34,7 +34,7 @@ def _scene():
     pet = np.full(shape, 0.4, np.float32)
     label = np.zeros(shape, np.uint8)
     bladder = _ball(shape, (20, 45, 25), 16.0)
-    ct[bladder], pet[bladder] = 8.0, 30.0
+    ct[bladder], pet[bladder] = 4.0, 30.0
     label[bladder] = 1
     tumour, core = _ball(shape, (20, 45, 70), 15.0), _ball(shape, (20, 45, 70), 10.0)
     ct[tumour], pet[tumour] = 45.0, 12.0
@@ -44,7 +44,7 @@ def _scene():
     ct[node], pet[node] = 40.0, 6.0
     label[node] = 2
     small = _ball(shape, (20, 45, 135), 7.0)  # 1.4 cm3, hot, and water on CT by partial volume
-    ct[small], pet[small] = 10.0, 5.0
+    ct[small], pet[small] = 5.0, 5.0
     label[small] = 2
     image = sitk.GetImageFromArray(pet)
     image.SetSpacing(SPACING)
