@@ -37,6 +37,9 @@ PET_MODALITIES = frozenset({"PT", "PET"})
 """``modality`` values (any case) that mark a PET volume."""
 SUSPICIOUS_SUV = 1000.0
 """SUV values above this are implausible (tumours reach tens); such a file is probably in Bq/ml or counts."""
+UNITS_KEY = "ITK_FileNotes"
+"""Header field where :func:`write_volume` declares a volume's units (NIfTI ``descrip``; a key of NRRD and
+MetaImage headers), as ``units=SUV`` or ``units=HU``."""
 
 
 def read_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
@@ -48,8 +51,9 @@ def read_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
     Modality tag. Units: ``"HU"`` for a CT DICOM series. A PET DICOM series is returned in SUVbw
     (``units="SUV"``): Units GML is kept as it is, BQML and CNTS are converted from the header
     (:func:`~DualDINOv3Lib.data.suv.suvbw_factors`, per slice where the factors differ), and a header that
-    does not allow it raises :class:`DataError`. A PET file (``modality`` ``"PT"``/``"PET"``) carries no
-    units: its values are taken as SUV, which :attr:`Volume.notes` says (and a warning is logged).
+    does not allow it raises :class:`DataError`. A PET file (``modality`` ``"PT"``/``"PET"``) is in SUV:
+    files written by :func:`write_volume` from a volume in SUV declare it in their header; other files carry no
+    units, so their values are taken as SUV, which :attr:`Volume.notes` says (and a warning is logged).
     """
     path = Path(path)
     if not path.exists():
@@ -71,7 +75,10 @@ def read_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
         array, notes = _pet_series_to_suv(array, files, path)
         units = "SUV"
     elif files is None and modality is not None and modality.upper() in PET_MODALITIES:
-        units, notes = "SUV", _pet_file_note(array, path)
+        declared = _declared_units(image) == "SUV"
+        units = "SUV"
+        if not declared or float(array.max(initial=0.0)) > SUSPICIOUS_SUV:
+            notes = _pet_file_note(array, path, declared)
     return Volume(
         array=array,
         spacing=image.GetSpacing(),
@@ -117,9 +124,23 @@ def _pet_series_to_suv(array: np.ndarray, files: list[str], folder: Path) -> tup
     return array, (note,)
 
 
-def _pet_file_note(array: np.ndarray, path: Path) -> tuple[str, ...]:
-    """The provenance note of a PET file without units, whose values are taken as SUV."""
-    note = f"{path}: the PET file carries no units; its values are taken as SUV (g/ml)"
+def _declared_units(image: sitk.Image) -> str | None:
+    """The units a file written by :func:`write_volume` declares in its header notes (``units=SUV``), if any."""
+    for key in (UNITS_KEY, "descrip"):
+        if image.HasMetaDataKey(key):
+            for word in image.GetMetaData(key).split():
+                if word.startswith("units="):
+                    return word[len("units=") :] or None
+    return None
+
+
+def _pet_file_note(array: np.ndarray, path: Path, declared: bool = False) -> tuple[str, ...]:
+    """The provenance note of a PET file without units, whose values are taken as SUV (or of one that declares
+    SUV but holds values no SUV reaches)."""
+    if declared:
+        note = f"{path}: the PET file declares SUV (g/ml)"
+    else:
+        note = f"{path}: the PET file carries no units; its values are taken as SUV (g/ml)"
     high = float(array.max())
     if high > SUSPICIOUS_SUV:
         note += (
@@ -343,4 +364,7 @@ def _image_to_write(volume: Volume, path: Path) -> sitk.Image:
         array = array.astype(np.float32)
     elif array.dtype.kind not in "fiub":
         raise DataError(f"{path}: cannot write voxels of type {array.dtype}; convert them to a number type")
-    return volume.with_array(array).to_sitk()
+    image = volume.with_array(array).to_sitk()
+    if volume.units and not volume.is_label:  # read back by read_volume: no "carries no units" guess
+        image.SetMetaData(UNITS_KEY, f"units={volume.units}")
+    return image

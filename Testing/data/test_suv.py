@@ -264,8 +264,24 @@ def test_pet_file_without_units_is_taken_as_suv(tmp_path, caplog):
     assert dataclasses.replace(pet, units="SUV").notes == pet.notes
     assert read_volume(path, modality="CT").notes == () and read_volume(path).units is None
 
-    bq = write_volume(pet.with_array(pet.array * 5000.0), tmp_path / "bq.mha")  # looks like Bq/ml
+    bq = write_volume(pet.with_array(pet.array * 5000.0, units=None), tmp_path / "bq.mha")  # looks like Bq/ml
     assert "probably in Bq/ml" in read_volume(bq, modality="PET").notes[0]
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".mha"])
+def test_pet_written_in_suv_reads_back_in_suv_without_a_guess(tmp_path, caplog, suffix):
+    """A PET volume in SUV written by write_volume (phantoms, resampled PETs) declares its units in the header,
+    so reading it back needs no guess and logs no warning; implausible values are still flagged."""
+    pet = read_volume(IBSI / "STS_042_nifti" / "PET_image.nii.gz", modality="PT")
+    path = write_volume(pet, tmp_path / f"pet{suffix}")
+    caplog.clear()  # the source file's own warning
+    with caplog.at_level(logging.WARNING, logger="dualdinov3"):
+        back = read_volume(path, modality="PT")
+    assert back.units == "SUV" and back.notes == () and "taken as SUV" not in caplog.text
+    np.testing.assert_array_equal(back.array, pet.array)
+    assert read_volume(path).units is None  # no modality given: the file is not taken for a PET
+    hot = write_volume(pet.with_array(pet.array * 5000.0), tmp_path / f"hot{suffix}")
+    assert read_volume(hot, modality="PT").notes[0].startswith(f"{hot}: the PET file declares SUV (g/ml). Its max")
 
 
 def test_half_life_sanity_of_the_expected_ge_factor():
