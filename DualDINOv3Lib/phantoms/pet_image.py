@@ -17,6 +17,12 @@ from .lesions import Lesion, texture
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 _ACTIVITY_VOXEL_MM = 2.5  # in-plane voxel of the grid the PET activity is averaged onto before the PSF
+INHOMOGENEITY_SIGMA = (0.1, 0.3)
+INHOMOGENEITY_MM = (10.0, 30.0)
+"""Physiological uptake is not uniform within a tissue: muscles, glands and fat vary by tens of percent over a
+few centimetres (perfusion, recent activity, partial volume). A smooth log-normal factor (standard deviation of
+log 0.1-0.3, correlation length 10-30 mm) on all physiological uptake teaches a model that a mild, broad rise in
+muscle is background, not a node (real limb muscle at SUV 1-2.3 was being called GTVn)."""
 FAINT_NODE_CONTRAST = (2.0, 3.0)
 """A faint node's uptake over the median of the tissue around it (before the PSF). Faint nodes that a physician
 contours stand out from the muscle and fat beside them; uptake barely above its surroundings taught the model to
@@ -82,7 +88,7 @@ def pet_image(
             lut[tissue] = rng.uniform(low, high)
             active.append(tissue.name.lower())
     lut *= np.float32(acq.uptake_scale)
-    activity = lut[canvas.tissue]
+    activity = lut[canvas.tissue] * _inhomogeneity(canvas.grid, rng)
 
     # SUVmax 5-25, higher in larger primaries (as SUVmax and tumour volume correlate in HNSCC)
     size_factor = float(np.clip((primary.cm3 / 10.0) ** 0.15, 0.75, 1.25))
@@ -114,6 +120,26 @@ def pet_image(
     suv = suv + noise * np.sqrt(variance).astype(np.float32)
     facts = {"suvmax_target": round(suvmax, 2), "hot_heart": hot_heart, "active": active}
     return pet.with_array(np.clip(suv, 0.0, None).astype(np.float32)), facts
+
+
+def _inhomogeneity(grid: Grid, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random factor on the physiological uptake (``(Z, Y, X)``, median 1): log-normal with a standard
+    deviation of log drawn from :data:`INHOMOGENEITY_SIGMA` and a correlation length from
+    :data:`INHOMOGENEITY_MM`."""
+    sigma = rng.uniform(*INHOMOGENEITY_SIGMA)
+    step = rng.uniform(*INHOMOGENEITY_MM)  # one coarse voxel per correlation length
+    extent = [(n - 1) * s for n, s in zip(grid.shape[::-1], grid.spacing, strict=True)]  # x, y, z
+    size = [int(np.ceil(e / step)) + 4 for e in extent]
+    coarse = sitk.GetImageFromArray(rng.standard_normal(size=size[::-1]).astype(np.float32))
+    coarse.SetSpacing((step,) * 3)
+    coarse.SetOrigin(tuple(o - 2 * step for o in grid.origin))
+    coarse = sitk.SmoothingRecursiveGaussian(coarse, step)
+    target = sitk.Image(list(grid.shape[::-1]), sitk.sitkFloat32)
+    target.SetSpacing(tuple(float(s) for s in grid.spacing))
+    target.SetOrigin(tuple(float(o) for o in grid.origin))
+    field = sitk.GetArrayFromImage(sitk.Resample(coarse, target, sitk.Transform(), sitk.sitkLinear, 0.0))
+    field /= max(float(field.std()), 1e-6)
+    return np.exp(np.float32(sigma) * field).astype(np.float32)
 
 
 def _surroundings(activity: np.ndarray, canvas: Canvas, lesion: Lesion) -> float:
