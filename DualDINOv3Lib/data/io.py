@@ -126,12 +126,8 @@ def _pet_series_to_suv(array: np.ndarray, files: list[str], folder: Path) -> tup
 
 def _declared_units(image: sitk.Image) -> str | None:
     """The units a file written by :func:`write_volume` declares in its header notes (``units=SUV``), if any."""
-    for key in (UNITS_KEY, "descrip"):
-        if image.HasMetaDataKey(key):
-            for word in image.GetMetaData(key).split():
-                if word.startswith("units="):
-                    return word[len("units=") :] or None
-    return None
+    notes = image.GetMetaData(UNITS_KEY).split() if image.HasMetaDataKey(UNITS_KEY) else []  # NIfTI: descrip
+    return next((word[len("units=") :] or None for word in notes if word.startswith("units=")), None)
 
 
 def _pet_file_note(array: np.ndarray, path: Path, declared: bool = False) -> tuple[str, ...]:

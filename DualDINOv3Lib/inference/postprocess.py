@@ -86,9 +86,7 @@ def remove_excreted_tracer(label: Volume, ct: Volume, pet: Volume) -> Volume:
     hu, suv = np.asarray(ct.array), np.asarray(pet.array)
     for value, components in _components_per_label(array):
         sizes = np.bincount(components.ravel())
-        for i in np.flatnonzero(sizes >= min_voxels):
-            if i == 0:
-                continue
+        for i in np.flatnonzero(sizes[1:] >= min_voxels) + 1:
             where = np.nonzero(components == i)
             uptake = suv[where]
             hot = uptake >= HOT_FRACTION * uptake.max()

@@ -109,7 +109,10 @@ def reference_forward(model, x):
         return model.decoder.reference_forward(fused)
 
 
-def forward_section(args, model, device, reduced, flops: float, peaks: dict) -> None:
+def _forward_runs(args, model, device, reduced) -> tuple[dict, contextlib.ExitStack]:
+    """``{name: forward of one batch}`` for the reference modules, the fp32 path and the reduced-precision path
+    (as segment_volume runs it: matmul weights cast once, in a copy of the model the returned stack holds, under
+    autocast); enter the stack around the calls."""
     import torch
 
     from DualDINOv3Lib.inference.segment import matmul_weights_in
@@ -122,7 +125,6 @@ def forward_section(args, model, device, reduced, flops: float, peaks: dict) -> 
     }
     stack = contextlib.ExitStack()
     if reduced is not None:
-        # as segment_volume runs it: matmul weights cast once (a copy of the model holds them), autocast
         reduced_model = stack.enter_context(matmul_weights_in(copy.deepcopy(model), reduced))
 
         def reduced_run():
@@ -130,6 +132,13 @@ def forward_section(args, model, device, reduced, flops: float, peaks: dict) -> 
                 reduced_model(x)
 
         runs[f"{_name(reduced)} path"] = reduced_run
+    return runs, stack
+
+
+def forward_section(args, model, device, reduced, flops: float, peaks: dict) -> None:
+    import torch
+
+    runs, stack = _forward_runs(args, model, device, reduced)
     times = {name: [] for name in runs}
     with stack, torch.inference_mode():
         for fn in runs.values():  # warm-up (oneDNN kernels, allocator)
@@ -170,29 +179,15 @@ def kernel_time(fn, batch: int) -> tuple[float, float, float]:
     return matrix / batch, attention / batch, total / batch
 
 
-def floor_section(args, model, device, reduced, flops: tuple[float, float], peaks: dict) -> None:
+def floor_section(args, model, device, reduced, flops: float, attention_flops: float, peaks: dict) -> None:
     """How close each path is to its matrix kernels: the target ratios cannot be beaten by removing overhead
     if even the kernels alone fall short of them."""
     import torch
 
-    from DualDINOv3Lib.inference.segment import matmul_weights_in
-    from DualDINOv3Lib.runtime import autocast
-
     if device.type != "cpu":
         print("Kernel floor: CPU only (the profiler's self times are host times elsewhere)")
         return
-    flops, attention_flops = flops
-    x = torch.randn(args.batch, 2, args.size, args.size, device=device)
-    runs = {"reference modules (fp32)": lambda: reference_forward(model, x), "fp32 path": lambda: model(x)}
-    stack = contextlib.ExitStack()
-    if reduced is not None:
-        reduced_model = stack.enter_context(matmul_weights_in(copy.deepcopy(model), reduced))
-
-        def reduced_run():
-            with autocast(device, True):
-                reduced_model(x)
-
-        runs[f"{_name(reduced)} path"] = reduced_run
+    runs, stack = _forward_runs(args, model, device, reduced)
     print(f"Kernel floor (one profiled forward, batch {args.batch}; seconds per slice):")
     results = {}
     with stack, torch.inference_mode():
@@ -331,7 +326,7 @@ def main() -> None:
         f"({attention_flops / 1e9:.0f} in attention)"
     )
     forward_section(args, model, device, reduced, flops, peaks)
-    floor_section(args, model, device, reduced, (flops, attention_flops), peaks)
+    floor_section(args, model, device, reduced, flops, attention_flops, peaks)
     if not args.skip_volume:
         volume_section(args, model, device, default, flops, peaks)
     if args.profile:
