@@ -30,6 +30,8 @@ HU calibration                        +- 8 HU                          scanner-t
 iodinated contrast                    35 % of scans                    diagnostic contrast-enhanced CT
 scanner table                         75 % of scans, 5-35 mm gap       table and head rest vary
 patient position                      in-plane shift +- 20 mm          positioning, off-centre reconstruction
+in-plane crop around the lesions      15 % of scans, 15-60 mm margin   datasets that keep a box around the
+                                      per side (``phantom.py``)        tumour cut the body at the image edge
 ====================================  ===============================  =========================================
 """
 

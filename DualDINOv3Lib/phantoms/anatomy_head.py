@@ -90,21 +90,27 @@ def paint_mouth(canvas: Canvas, an: Anatomy, rng: np.random.Generator) -> None:
 def paint_head(canvas: Canvas, an: Anatomy) -> None:
     """Skull (a shell around the brain, thick at the skull base) and the brain: grey-matter cortex around white
     matter, the cerebellum in the posterior fossa, the brainstem running down into the cord; the anterior
-    cranial fossa leaves room for the orbits (eyes) and the nasal cavity below the frontal lobes."""
+    cranial fossa leaves room for the orbits (eyes) and the nasal cavity below the frontal lobes, walled off from
+    the brain by bone, so that every axial slice through the brain shows it enclosed by the skull."""
     axes = np.asarray(an.brain)
     centre = (0.0, *an.brain_centre)
     block = canvas.block(w_range=(an.brain_centre[1] - axes[2] - an.skull, np.inf))
     if block.empty:
         return
-    skull = ellipsoid(block, centre, axes + an.skull)
-    brain = ellipsoid(block, centre, axes)
-    face = (block.v < an.brain_centre[0] - 0.3 * axes[1]) & (block.w < an.w_skull + 28.0)
-    brain = brain & ~face
-    white = ellipsoid(block, centre, axes - 8.0) & ~face
+    # the posterior fossa's floor: below the foramen magnum only the brainstem continues, into the cord
+    above_floor = block.w >= an.w_skull
+    skull = ellipsoid(block, centre, axes + an.skull) & (block.w >= an.w_skull - an.skull)
+    v_face, w_face = an.brain_centre[0] - 0.3 * axes[1], an.w_skull + 28.0
+    face = (block.v < v_face) & (block.w < w_face)
+    brain = ellipsoid(block, centre, axes) & ~face & above_floor
+    # the bone between the brain and the face: the sphenoid and the orbital roofs close the cranium in front
+    front_wall = skull & face & ((block.v >= v_face - an.skull) | (block.w >= w_face - an.skull))
+    white = ellipsoid(block, centre, axes - 8.0) & ~face & above_floor
     base = block.w < an.w_skull + 12.0  # the skull base: thick, marrow-filled bone with the foramen magnum
     foramen = (np.abs(block.u) <= 14.0) & (np.abs(block.v - an.brain_centre[0] - 0.15 * axes[1]) <= 16.0)
     canvas.paint(block, skull & ~brain & ~face & ~base, Tissue.CORTICAL)
     canvas.paint(block, skull & ~brain & ~face & base & ~foramen, Tissue.CANCELLOUS)
+    canvas.paint(block, front_wall, Tissue.CORTICAL)
     canvas.paint(block, brain, Tissue.GREY_MATTER)
     canvas.paint(block, white, Tissue.WHITE_MATTER)
     floor = canvas.block(w_range=(an.w_skull - 3.0, an.w_skull + 8.0))  # petrous ridges

@@ -9,6 +9,7 @@ grid. :func:`~.cases.write_phantom_cases` writes a set of them as a HECKTOR-layo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 
 _NODE_COUNT_P = (0.25, 0.35, 0.25, 0.15)  # P(0, 1, 2, 3 nodes) when n_nodes is not given
 _LESION_MARGIN_MM = 15.0  # lesions are centred at least this far inside the CT's first and last slices
+CROP_PROBABILITY = 0.15
+CROP_MARGIN_MM = (15.0, 60.0)
+"""Some datasets keep only a box around the tumours (the IBSI sarcoma PET/CTs: 5 cm around the lesion), so the body
+is cut at the image's edge, without skin or fat there. In this share of the phantoms (drawn fields of view only) the
+scan is cropped in-plane to the lesions' bounding box plus a margin drawn per side from this range, so that a model
+learns that a cut edge is neither tumour nor a reason to call the tissue beside it tumour."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +102,8 @@ def make_phantom(
     voxel sizes. A given ``shape`` (z, y, x) and/or ``spacing`` (x, y, z, mm) fixes the CT grid instead
     (default 48 x 168 x 168 voxels of 1.25 x 1.25 x 3 mm; at least 140 mm in-plane and 90 mm along z),
     centred on the oropharynx;
-    ``pet_spacing`` (x, y, z, mm) fixes the PET grid, which covers the CT's field of view.
+    ``pet_spacing`` (x, y, z, mm) fixes the PET grid, which covers the CT's field of view. A drawn field of view is
+    cropped in-plane around the lesions in :data:`CROP_PROBABILITY` of the cases (the body cut at the image edge).
     """
     fixed = shape is not None or spacing is not None
     seed = _check_args(seed, stratum, n_nodes, shape, spacing, pet_spacing, fov, fixed)
@@ -125,6 +133,11 @@ def make_phantom(
     if stratum_of(gtvp_cm3) != stratum:  # place_primary sized it; painting nodes never removes GTVp voxels
         raise AssertionError(f"GTVp of {gtvp_cm3:.2f} cm3 is not {stratum}")
     ct_volume = Volume(ct, grid.spacing, grid.origin, units="HU", modality="CT")
+    label_volume = ct_volume.with_array(label, units=None, modality=LABEL_MODALITY)
+    crop = None
+    if not fixed and rng.random() < CROP_PROBABILITY:
+        crop = rng.uniform(*CROP_MARGIN_MM, size=4)
+        ct_volume, pet, label_volume = _crop_to_lesions(ct_volume, pet, label_volume, crop)
     scan = {
         "ct_spacing_mm": [round(s, 3) for s in grid.spacing],
         "ct_slices": grid.shape[0],
@@ -132,6 +145,7 @@ def make_phantom(
         "pet_ct_shift_mm": [round(m, 2) for m in acq.misregistration_mm],
         "contrast": acq.contrast,
         "dental_metal": len(metal),
+        "crop_margins_mm": None if crop is None else [round(float(m), 1) for m in crop],
         **physiology,
     }
     return Phantom(
@@ -140,7 +154,7 @@ def make_phantom(
         stratum=stratum,
         ct=ct_volume,
         pet=pet,
-        label=ct_volume.with_array(label, units=None, modality=LABEL_MODALITY),
+        label=label_volume,
         gtvp_cm3=gtvp_cm3,
         gtvn_cm3=gtvn_cm3,
         n_nodes=len(nodes),
@@ -148,6 +162,30 @@ def make_phantom(
         fov="fixed" if fixed else acq.fov,
         scan=scan,
     )
+
+
+def _crop_to_lesions(ct: Volume, pet: Volume, label: Volume, margins_mm) -> tuple[Volume, Volume, Volume]:
+    """CT and label cropped in-plane to the lesions' bounding box plus ``margins_mm`` (-x, +x, -y, +y); the PET to
+    the same physical box and one voxel more. All grids have the identity direction."""
+    ys, xs = np.nonzero(np.asarray(label.array).any(axis=0))
+    (sx, sy, _), (ox, oy, _) = ct.spacing, ct.origin
+    x0 = max(0, int(xs.min() - margins_mm[0] / sx))
+    x1 = min(ct.shape[2], int(np.ceil(xs.max() + margins_mm[1] / sx)) + 1)
+    y0 = max(0, int(ys.min() - margins_mm[2] / sy))
+    y1 = min(ct.shape[1], int(np.ceil(ys.max() + margins_mm[3] / sy)) + 1)
+    origin = (round(ox + x0 * sx, 3), round(oy + y0 * sy, 3), ct.origin[2])
+
+    def cut(volume: Volume) -> Volume:
+        return dataclasses.replace(volume, array=volume.array[:, y0:y1, x0:x1].copy(), origin=origin)
+
+    (psx, psy, _), (pox, poy, _) = pet.spacing, pet.origin
+    px0 = max(0, int(np.floor((origin[0] - pox) / psx)) - 1)
+    px1 = min(pet.shape[2], int(np.ceil((origin[0] + (x1 - x0 - 1) * sx - pox) / psx)) + 2)
+    py0 = max(0, int(np.floor((origin[1] - poy) / psy)) - 1)
+    py1 = min(pet.shape[1], int(np.ceil((origin[1] + (y1 - y0 - 1) * sy - poy) / psy)) + 2)
+    pet_origin = (pox + px0 * psx, poy + py0 * psy, pet.origin[2])
+    pet = dataclasses.replace(pet, array=pet.array[:, py0:py1, px0:px1].copy(), origin=pet_origin)
+    return cut(ct), pet, cut(label)
 
 
 def _canvas(acq: Acquisition, an: Anatomy, rng: np.random.Generator) -> Canvas:

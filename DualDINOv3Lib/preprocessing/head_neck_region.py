@@ -9,8 +9,10 @@ above. Two landmarks that are robust on any CT bound the region where head-and-n
   cervical nodes (levels I-V, including the supraclavicular level IV/Vb) lie above it. A predicted region
   entirely more than :data:`THORAX_MARGIN_MM` below that slice is not a head-and-neck GTV;
 - the **skull**: soft tissue enclosed by bone in an axial slice (a closed ring of bone above 250 HU around more
-  than :data:`INTRACRANIAL_MIN_CM2` of tissue) is intracranial, the brain and the posterior fossa. A predicted
-  region mostly inside it is not a GTV either: nasopharyngeal tumours lie below the skull base, outside the ring.
+  than :data:`INTRACRANIAL_MIN_CM2` of tissue) is intracranial, the brain and the posterior fossa, and so are the
+  smaller enclosed pockets that continue it into the skull base and the vertex (:data:`INTRACRANIAL_REACH_MM`). A
+  predicted region mostly inside it is not a GTV either: nasopharyngeal tumours lie below the skull base, outside
+  the ring.
 
 Scans without lungs or skull in the field of view (a HECKTOR crop, a limb) give no bound on that side, and
 non-axial scans give no thorax bound, so nothing is removed there. numpy and SimpleITK only.
@@ -19,6 +21,7 @@ non-axial scans give no thorax bound, so nothing is removed there. numpy and Sim
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import SimpleITK as sitk
@@ -32,6 +35,13 @@ THORAX_MARGIN_MM = 10.0
 """Regions are kept unless they lie entirely this far below the first thorax slice."""
 INTRACRANIAL_MIN_CM2 = 15.0
 """Smallest area of soft tissue enclosed by bone in one axial slice that counts as intracranial."""
+INTRACRANIAL_LOW_CM2 = 2.0
+"""Smallest enclosed area that continues the intracranial region downwards (see :data:`INTRACRANIAL_REACH_MM`)."""
+INTRACRANIAL_REACH_MM = 20.0
+"""Below the lowest slice with :data:`INTRACRANIAL_MIN_CM2` of brain, the skull base holds smaller pockets of brain
+(the temporal poles in the middle cranial fossa, the cerebellar tonsils) that are as hot as any tumour; so does the
+vertex above the highest such slice. Within this distance of those slices, soft tissue enclosed by bone (at least
+:data:`INTRACRANIAL_LOW_CM2`) that touches the intracranial region of the neighbouring slice is intracranial too."""
 INTRACRANIAL_FRACTION = 0.5
 """A region with more than this fraction of its voxels intracranial is removed."""
 BONE_HU = 250.0
@@ -85,21 +95,49 @@ def _slice_heights(ct: Volume) -> np.ndarray | None:
     return ct.origin[2] + np.arange(ct.shape[0]) * ct.spacing[2] * superior
 
 
-def _intracranial(ct: np.ndarray, pixel_cm2: float) -> np.ndarray:
+def _enclosed(ct_slice: np.ndarray, pixel_cm2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Soft tissue enclosed by bone in one axial slice: its region ids (0 = none) and each id's area (cm2)."""
+    bone = ct_slice > BONE_HU
+    if bone.sum() * pixel_cm2 < 2.0:  # no skull in this slice
+        return np.zeros(ct_slice.shape, dtype=np.int64), np.zeros(1)
+    ring = sitk.BinaryMorphologicalClosing(sitk.GetImageFromArray(bone.astype(np.uint8)), [2, 2])
+    enclosed = _fill_holes(sitk.GetArrayFromImage(ring).astype(bool)) & ~bone & (ct_slice > -100.0)
+    ids = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(enclosed.astype(np.uint8))))
+    return ids.astype(np.int64), np.bincount(ids.ravel()) * pixel_cm2
+
+
+def _intracranial(ct: np.ndarray, pixel_cm2: float, heights: np.ndarray | None) -> np.ndarray:
     out = np.zeros(ct.shape, dtype=bool)
+    pockets = {}
     for z in range(ct.shape[0]):
-        bone = ct[z] > BONE_HU
-        if bone.sum() * pixel_cm2 < 2.0:  # no skull in this slice
-            continue
-        ring = sitk.BinaryMorphologicalClosing(sitk.GetImageFromArray(bone.astype(np.uint8)), [2, 2])
-        enclosed = _fill_holes(sitk.GetArrayFromImage(ring).astype(bool)) & ~bone & (ct[z] > -100.0)
-        if enclosed.sum() * pixel_cm2 < INTRACRANIAL_MIN_CM2:
-            continue
-        labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(enclosed.astype(np.uint8))))
-        sizes = np.bincount(labels.ravel())
-        large = np.flatnonzero(sizes * pixel_cm2 >= INTRACRANIAL_MIN_CM2)
-        out[z] = np.isin(labels, large[large > 0])
+        ids, areas = _enclosed(ct[z], pixel_cm2)
+        large = np.flatnonzero(areas >= INTRACRANIAL_MIN_CM2)
+        out[z] = np.isin(ids, large[large > 0])
+        small = np.flatnonzero((areas >= INTRACRANIAL_LOW_CM2) & (areas < INTRACRANIAL_MIN_CM2))
+        if small[small > 0].size:
+            pockets[z] = (ids, small[small > 0])
+    if heights is None or not out.any():
+        return out
+    brain = out.any(axis=(1, 2))  # slices with a large enclosed region
+    for order in (np.argsort(-heights), np.argsort(heights)):  # downwards from the brain, then upwards
+        _continue_brain(out, brain, pockets, heights, order)
     return out
+
+
+def _continue_brain(out: np.ndarray, brain: np.ndarray, pockets: dict, heights: np.ndarray, order: np.ndarray) -> None:
+    """Marks in ``out`` the small enclosed pockets that touch the intracranial region of the previous slice in
+    ``order``, within :data:`INTRACRANIAL_REACH_MM` of the last slice with a large cranial cavity (``brain``)."""
+    last_brain = None
+    for previous, z in pairwise(order):
+        if brain[previous]:
+            last_brain = heights[previous]
+        if brain[z] or z not in pockets or last_brain is None or not out[previous].any():
+            continue
+        if abs(last_brain - heights[z]) > INTRACRANIAL_REACH_MM:
+            continue
+        ids, small = pockets[z]
+        touching = np.intersect1d(np.unique(ids[out[previous]]), small)
+        out[z] |= np.isin(ids, touching[touching > 0])
 
 
 def head_neck_region(ct: Volume) -> HeadNeckRegion:
@@ -115,4 +153,4 @@ def head_neck_region(ct: Volume) -> HeadNeckRegion:
         )
         thorax = np.flatnonzero(lung_cm2 > LUNG_AREA_CM2)
         thorax_top = float(heights[thorax].max()) if thorax.size else None
-    return HeadNeckRegion(heights, thorax_top, _intracranial(array, pixel_cm2))
+    return HeadNeckRegion(heights, thorax_top, _intracranial(array, pixel_cm2, heights))

@@ -119,3 +119,21 @@ def test_whole_body_scan_has_hot_excretion_and_no_tumour_below_the_neck():
     assert phantom.ct.array[hottest] < 30  # urine: water on CT
     tumour_slices = np.flatnonzero(label.any(axis=(1, 2)))
     assert tumour_slices.min() > 0.6 * pet.shape[0]
+
+
+def test_some_scans_are_cropped_through_the_body_around_the_lesions():
+    """Seed 25 draws the in-plane crop: the lesions stay whole, the body is cut at the image edge (tissue, not air,
+    on the border), the PET still covers the CT and the facts record the margins."""
+    phantom = make_phantom(25)
+    margins = phantom.scan["crop_margins_mm"]
+    assert margins is not None and all(15.0 <= m <= 60.0 for m in margins)
+    label, ct = np.asarray(phantom.label.array), np.asarray(phantom.ct.array)
+    voxel_cm3 = float(np.prod(phantom.ct.spacing)) / 1000.0
+    assert np.count_nonzero(label == 1) * voxel_cm3 == pytest.approx(phantom.gtvp_cm3)
+    assert np.count_nonzero(label == 2) * voxel_cm3 == pytest.approx(phantom.gtvn_cm3)
+    border = np.concatenate([ct[:, 0, :], ct[:, -1, :], ct[:, :, 0], ct[:, :, -1]], axis=1)
+    assert (border > -200).mean() > 0.2  # much of the image edge runs through the patient
+    pet_box, ct_box = phantom.pet.physical_extent(), phantom.ct.physical_extent()
+    assert (pet_box[:, 0] <= ct_box[:, 0]).all() and (pet_box[:, 1] >= ct_box[:, 1]).all()
+    assert pet_box[0, 1] - pet_box[0, 0] < ct_box[0, 1] - ct_box[0, 0] + 4 * phantom.pet.spacing[0]  # cropped too
+    assert make_phantom(21, fov="hecktor").scan["crop_margins_mm"] is None

@@ -10,7 +10,12 @@ from DualDINOv3Lib import segment_volume
 from DualDINOv3Lib.data import Volume
 from DualDINOv3Lib.inference.postprocess import remove_outside_head_neck
 from DualDINOv3Lib.phantoms import make_phantom
-from DualDINOv3Lib.preprocessing.head_neck_region import THORAX_MARGIN_MM, head_neck_region
+from DualDINOv3Lib.preprocessing.head_neck_region import (
+    INTRACRANIAL_MIN_CM2,
+    INTRACRANIAL_REACH_MM,
+    THORAX_MARGIN_MM,
+    head_neck_region,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +54,14 @@ def test_below_the_thorax_is_removed_the_neck_kept(whole_body):
     np.testing.assert_array_equal(cleaned, expected)
 
 
+@pytest.fixture(scope="module")
+def brain_scan():
+    return make_phantom(3, fov="brain")
+
+
 @pytest.mark.slow
-def test_inside_the_skull_is_removed():
-    phantom = make_phantom(3, fov="brain")
+def test_inside_the_skull_is_removed(brain_scan):
+    phantom = brain_scan
     ct, truth = phantom.ct, np.asarray(phantom.label.array)
     region = head_neck_region(ct)
     assert region.thorax_top_mm is None  # a brain scan starting in the neck: no thorax bound
@@ -64,8 +74,30 @@ def test_inside_the_skull_is_removed():
     np.testing.assert_array_equal(cleaned, truth)
 
 
+@pytest.mark.slow
+def test_brain_pockets_in_the_skull_base_are_intracranial(brain_scan):
+    """Below the lowest slice with a large cranial cavity, the skull base holds small pockets of hot brain; they
+    are intracranial down to INTRACRANIAL_REACH_MM, so a prediction there is removed; the tumours stay."""
+    ct, truth = brain_scan.ct, np.asarray(brain_scan.label.array)
+    region = head_neck_region(ct)
+    area = region.intracranial.sum(axis=(1, 2)) * ct.spacing[0] * ct.spacing[1] / 100.0
+    heights = region.slice_height_mm
+    large = np.flatnonzero(area >= INTRACRANIAL_MIN_CM2)
+    pockets = np.flatnonzero((area > 0) & (area < INTRACRANIAL_MIN_CM2) & (heights < heights[large].min()))
+    assert pockets.size, "the skull base of this phantom holds brain below the large cranial cavity"
+    assert heights[large].min() - heights[pockets].min() <= INTRACRANIAL_REACH_MM
+    assert not region.intracranial[truth > 0].any()
+    z = int(pockets.min())
+    label = truth.copy()
+    pocket = np.zeros(ct.shape, dtype=bool)
+    pocket[z] = region.intracranial[z]
+    label[pocket] = 1  # the lowest brain taken for tumour
+    cleaned = np.asarray(remove_outside_head_neck(ct.with_array(label), ct).array)
+    np.testing.assert_array_equal(cleaned, truth)
+
+
 def test_without_landmarks_nothing_is_removed():
-    phantom = make_phantom(5, fov="hecktor")  # a 144 mm crop: neither lungs nor a closed skull
+    phantom = make_phantom(7, fov="hecktor")  # a 144 mm crop below the skull base: neither lungs nor brain
     ct = phantom.ct
     region = head_neck_region(ct)
     assert region.thorax_top_mm is None and not region.intracranial.any()
