@@ -106,38 +106,43 @@ def _enclosed(ct_slice: np.ndarray, pixel_cm2: float) -> tuple[np.ndarray, np.nd
     return ids.astype(np.int64), np.bincount(ids.ravel()) * pixel_cm2
 
 
+def _pocket_ids(areas: np.ndarray) -> np.ndarray:
+    """The ids of enclosed regions too small for the cranial cavity but large enough to continue it."""
+    small = np.flatnonzero((areas >= INTRACRANIAL_LOW_CM2) & (areas < INTRACRANIAL_MIN_CM2))
+    return small[small > 0]
+
+
 def _intracranial(ct: np.ndarray, pixel_cm2: float, heights: np.ndarray | None) -> np.ndarray:
     out = np.zeros(ct.shape, dtype=bool)
-    pockets = {}
+    pockets = np.zeros(ct.shape[0], dtype=bool)  # slices with small enclosed regions (found again when needed)
     for z in range(ct.shape[0]):
         ids, areas = _enclosed(ct[z], pixel_cm2)
         large = np.flatnonzero(areas >= INTRACRANIAL_MIN_CM2)
         out[z] = np.isin(ids, large[large > 0])
-        small = np.flatnonzero((areas >= INTRACRANIAL_LOW_CM2) & (areas < INTRACRANIAL_MIN_CM2))
-        if small[small > 0].size:
-            pockets[z] = (ids, small[small > 0])
+        pockets[z] = _pocket_ids(areas).size > 0
     if heights is None or not out.any():
         return out
     brain = out.any(axis=(1, 2))  # slices with a large enclosed region
     for order in (np.argsort(-heights), np.argsort(heights)):  # downwards from the brain, then upwards
-        _continue_brain(out, brain, pockets, heights, order)
+        _continue_brain(out, ct, pixel_cm2, brain, pockets, heights, order)
     return out
 
 
-def _continue_brain(out: np.ndarray, brain: np.ndarray, pockets: dict, heights: np.ndarray, order: np.ndarray) -> None:
-    """Marks in ``out`` the small enclosed pockets that touch the intracranial region of the previous slice in
-    ``order``, within :data:`INTRACRANIAL_REACH_MM` of the last slice with a large cranial cavity (``brain``)."""
+def _continue_brain(out, ct, pixel_cm2, brain, pockets, heights, order) -> None:
+    """Marks in ``out`` the small enclosed pockets of slices ``pockets`` that touch the intracranial region of the
+    previous slice in ``order``, within :data:`INTRACRANIAL_REACH_MM` of the last slice with a large cranial cavity
+    (``brain``)."""
     last_brain = None
     for previous, z in pairwise(order):
         if brain[previous]:
             last_brain = heights[previous]
-        if brain[z] or z not in pockets or last_brain is None or not out[previous].any():
+        if brain[z] or not pockets[z] or last_brain is None or not out[previous].any():
             continue
         if abs(last_brain - heights[z]) > INTRACRANIAL_REACH_MM:
             continue
-        ids, small = pockets[z]
-        touching = np.intersect1d(np.unique(ids[out[previous]]), small)
-        out[z] |= np.isin(ids, touching[touching > 0])
+        ids, areas = _enclosed(ct[z], pixel_cm2)
+        touching = np.intersect1d(np.unique(ids[out[previous]]), _pocket_ids(areas))
+        out[z] |= np.isin(ids, touching)
 
 
 def head_neck_region(ct: Volume) -> HeadNeckRegion:
