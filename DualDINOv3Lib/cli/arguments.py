@@ -75,6 +75,7 @@ def add_head_neck_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--keep-outside-head-neck",
         action="store_true",
-        help="keep predicted regions below the thorax, inside the skull, or whose hot part is water (urine) or fat "
-        "(brown fat) on CT; by default they are removed, as no head-and-neck GTV lies there",
+        help="keep predicted regions below the thorax, inside the skull, without FDG uptake (SUVmax < 1.5), or whose "
+        "hot part is water (urine) or fat (brown fat) on CT; by default they are removed, as no head-and-neck GTV "
+        "lies there",
     )

@@ -24,7 +24,8 @@ class FinetuneConfig:
     ``epochs`` x ``iterations_per_epoch`` optimiser steps of ``batch_size`` slices (the global batch,
     split over processes); AdamW(``learning_rate``, ``betas``, ``weight_decay`` on weight matrices and
     convolution kernels only); linear warm-up over ``warmup_epochs`` then cosine decay to 0, per step.
-    ``foreground_oversampling``: the fraction of each batch forced to be slices that contain tumour.
+    ``foreground_oversampling``: the fraction of each batch forced to be slices that contain tumour (one of the
+    case's tumour classes drawn uniformly, then a slice with it, as nnU-Net does).
     ``augmentation``: the :class:`~.augment.AugmentationConfig` (nnU-Net's defaults); in YAML ``true`` (the
     defaults), ``false`` (none) or a mapping of the settings to change, e.g. ``{p_rotation: 0.3}``.
     ``mixed_precision``: bf16 autocast on CUDA GPUs that support it (``None`` = automatic, off on CPU).

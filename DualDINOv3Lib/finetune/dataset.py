@@ -33,12 +33,13 @@ def _cache_key(case: HecktorCase, spec: PreprocessingSpec) -> str:
 
 @dataclass
 class CachedCase:
-    """One preprocessed case: images ``(Z, 2, S, S)`` float32 and labels ``(Z, S, S)`` uint8, memory-mapped."""
+    """One preprocessed case: images ``(Z, 2, S, S)`` float32 and labels ``(Z, S, S)`` uint8, memory-mapped;
+    ``class_slices``: for each label present, the indices of the slices that contain it (ascending label)."""
 
     case_id: str
     images: np.ndarray
     labels: np.ndarray
-    foreground_slices: np.ndarray
+    class_slices: dict[int, np.ndarray]
 
 
 def load_cached_case(case: HecktorCase, spec: PreprocessingSpec, cache_dir: Path) -> CachedCase:
@@ -57,13 +58,21 @@ def load_cached_case(case: HecktorCase, spec: PreprocessingSpec, cache_dir: Path
         log.info("cached %s: %d slices", case.case_id, images.shape[0])
     images = np.load(images_path, mmap_mode="r")
     labels = np.load(labels_path, mmap_mode="r")
-    foreground = np.flatnonzero(labels.reshape(labels.shape[0], -1).max(axis=1) > 0)
-    return CachedCase(case.case_id, images, labels, foreground)
+    return CachedCase(case.case_id, images, labels, _class_slices(labels))
+
+
+def _class_slices(labels: np.ndarray) -> dict[int, np.ndarray]:
+    present = np.zeros((labels.shape[0], 256), dtype=bool)  # labels are uint8
+    for z in range(labels.shape[0]):  # one slice at a time: the labels are memory-mapped
+        present[z, np.unique(labels[z])] = True
+    return {int(c): np.flatnonzero(present[:, c]) for c in range(1, 256) if present[:, c].any()}
 
 
 class SliceSampler:
     """Batches of (case, slice) pairs: cases uniformly at random, then a random slice; the last
-    ``round(batch_size * foreground_oversampling)`` of every batch is a slice with tumour (nnU-Net's rule).
+    ``round(batch_size * foreground_oversampling)`` of every batch is a slice with tumour, chosen as nnU-Net does:
+    first one of the tumour classes the case has, uniformly, then a slice that contains it. So a case's small
+    nodes (GTVn) are drawn as often as its primary (GTVp), although they cover fewer slices.
     """
 
     def __init__(self, cases: list[CachedCase], batch_size: int, foreground_oversampling: float, seed: int) -> None:
@@ -82,12 +91,12 @@ class SliceSampler:
         for i in range(self.batch_size):
             c = self._randint(len(self.cases))
             case = self.cases[c]
-            forced = i >= self.batch_size - self.n_foreground and case.foreground_slices.size > 0
-            z = (
-                int(case.foreground_slices[self._randint(case.foreground_slices.size)])
-                if forced
-                else self._randint(case.images.shape[0])
-            )
+            if i >= self.batch_size - self.n_foreground and case.class_slices:
+                classes = list(case.class_slices.values())
+                slices = classes[self._randint(len(classes))]
+                z = int(slices[self._randint(slices.size)])
+            else:
+                z = self._randint(case.images.shape[0])
             picks.append((c, z))
         return picks
 

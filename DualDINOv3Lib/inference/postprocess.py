@@ -29,6 +29,12 @@ BROWN_FAT_SHARE = 0.7
 supraclavicular and cervical depots takes up FDG as avidly as a node, and a 2D model calls it GTVn; on the CT its
 hot part is fat. A node's or tumour's hot part is soft tissue: on held-out phantoms, even with the truth grown by
 two voxels into the fat around it, at most 54 % of the hot part was fat; on the real IBSI sarcomas at most 15 %."""
+MIN_TUMOUR_SUV = 1.5
+"""Lowest highest-SUV of a region kept as tumour. A GTV on FDG PET/CT takes up FDG: its hottest voxel is above
+resting muscle (SUV about 0.6-1.1) and the blood pool (about 1.5-2). A 2D model can still call a cold region a node
+where its outline looks like one: on a real sarcoma scan (IBSI STS_019), 10 cm3 of thigh muscle cut by the field of
+view, SUV at most 1.3-1.4. On held-out phantoms every predicted region that touched a tumour had an SUVmax of at
+least 2; under 3 % of the phantoms' nodes have an SUVmax below 1.5 (small faint nodes after the PET blur)."""
 HOT_FRACTION = 0.5
 """A region's hot part: its voxels at or above this fraction of its highest SUV."""
 
@@ -88,6 +94,13 @@ def _regions(components: np.ndarray) -> Iterator[np.ndarray]:
     yield from np.split(voxels, np.flatnonzero(ids[1:] != ids[:-1]) + 1) if ids.size else ()
 
 
+def _no_uptake(size_cm3: float, hot_hu: np.ndarray, suv_max: float) -> str | None:
+    """Why a region takes up no FDG (see :data:`MIN_TUMOUR_SUV`), or None."""
+    if suv_max >= MIN_TUMOUR_SUV:
+        return None
+    return f"its highest SUV is {suv_max:.2f}, below {MIN_TUMOUR_SUV}: no FDG uptake above muscle and blood"
+
+
 def _excreted_tracer(size_cm3: float, hot_hu: np.ndarray, suv_max: float) -> str | None:
     """Why a region is tracer excreted into urine (see :func:`remove_excreted_tracer`), or None."""
     if size_cm3 < EXCRETION_MIN_CM3:
@@ -131,6 +144,13 @@ def _remove_hot_physiology(label: Volume, ct: Volume, pet: Volume, rules, caller
     return label.with_array(array)
 
 
+def remove_without_uptake(label: Volume, ct: Volume, pet: Volume) -> Volume:
+    """``label`` without the connected regions (per label value, 26-connected) whose highest SUV is below
+    :data:`MIN_TUMOUR_SUV`: no FDG uptake, not a tumour seen on PET. ``pet`` must be on ``ct``'s grid. Each removal
+    is logged."""
+    return _remove_hot_physiology(label, ct, pet, (_no_uptake,), "remove_without_uptake")
+
+
 def remove_excreted_tracer(label: Volume, ct: Volume, pet: Volume) -> Volume:
     """``label`` without the connected regions (per label value, 26-connected) of at least
     :data:`EXCRETION_MIN_CM3` whose hot part (:data:`HOT_FRACTION` of their highest SUV) has a median CT number in
@@ -146,10 +166,27 @@ def remove_brown_fat(label: Volume, ct: Volume, pet: Volume) -> Volume:
     return _remove_hot_physiology(label, ct, pet, (_brown_fat,), "remove_brown_fat")
 
 
+def _warn_if_no_uptake_anywhere(label: Volume, pet: Volume) -> None:
+    """A warning when the whole PET stays below :data:`MIN_TUMOUR_SUV` while something was predicted: then every
+    region is removed as without uptake, and the cause is almost always the PET's scaling, not the patient."""
+    if np.any(label.array) and float(np.max(pet.array)) < MIN_TUMOUR_SUV:
+        log.warning(
+            "the PET's highest value is %.3g, below SUV %.1f everywhere: an FDG PET in SUV has far more uptake "
+            "(brain, tumour, bladder), so every predicted region is removed as without uptake. Check that the PET is "
+            "in SUV (not normalised to 0..1 or rescaled); to keep the regions anyway, turn off the head-and-neck "
+            "clean-up (--keep-outside-head-neck, head_neck_only=False)",
+            float(np.max(pet.array)),
+            MIN_TUMOUR_SUV,
+        )
+
+
 def clean_label(label: Volume, ct: Volume, pet: Volume, *, min_component_mm3: float, head_neck_only: bool) -> Volume:
-    """The clean-up every segmentation gets: with ``head_neck_only``, regions outside the head and neck, regions of
-    excreted tracer and of brown fat; then regions smaller than ``min_component_mm3``. ``pet`` on ``ct``'s grid."""
+    """The clean-up every segmentation gets: with ``head_neck_only``, regions outside the head and neck, regions
+    without FDG uptake, of excreted tracer and of brown fat; then regions smaller than ``min_component_mm3``.
+    ``pet`` on ``ct``'s grid."""
     if head_neck_only:
         label = remove_outside_head_neck(label, ct)
-        label = _remove_hot_physiology(label, ct, pet, (_excreted_tracer, _brown_fat), "clean_label")
+        _warn_if_no_uptake_anywhere(label, pet)
+        rules = (_no_uptake, _excreted_tracer, _brown_fat)
+        label = _remove_hot_physiology(label, ct, pet, rules, "clean_label")
     return remove_small_components(label, min_component_mm3)

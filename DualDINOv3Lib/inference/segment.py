@@ -117,8 +117,9 @@ def segment_volume(
     NaN/inf voxels and impossible spacings are refused always. ``min_component_mm3``: connected regions smaller than
     this are removed from the result. ``head_neck_only``: regions where no head-and-neck GTV can be (entirely
     below the thorax, or mostly inside the skull, as found on the CT,
-    :mod:`~DualDINOv3Lib.preprocessing.head_neck_region`; and regions whose hot part is water on the CT, tracer
-    excreted into urine, or fat, brown fat: :func:`~DualDINOv3Lib.inference.postprocess.clean_label`) are removed.
+    :mod:`~DualDINOv3Lib.preprocessing.head_neck_region`; regions without FDG uptake; and regions whose hot part is
+    water on the CT, tracer excreted into urine, or fat, brown fat:
+    :func:`~DualDINOv3Lib.inference.postprocess.clean_label`) are removed.
     ``threads``: CPU threads for torch and SimpleITK during the job, restored afterwards
     (:func:`~DualDINOv3Lib.runtime.cpu_threads`; ``None``: the process's setting, by default the physical cores).
     ``progress(fraction, message)`` is called after each batch; ``cancel`` (a ``threading.Event`` or a function)

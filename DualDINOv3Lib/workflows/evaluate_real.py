@@ -128,8 +128,8 @@ def evaluate_real_folder(
     written when ``out`` is None). ``model``: a segmenter, a ``.safetensors`` path, or None for the bundled demo
     model. ``min_component_mm3`` is passed to :func:`~DualDINOv3Lib.segment_volume` (predicted regions smaller
     than this are dropped before scoring), and so is ``head_neck_only`` (regions below the thorax, inside
-    the skull, of excreted tracer or of brown fat are dropped). ``threads``: CPU threads for the whole job (None:
-    leave the process's setting). ``on_case(index, total, result)`` is called after each case.
+    the skull, without FDG uptake, of excreted tracer or of brown fat are dropped). ``threads``: CPU threads for
+    the whole job (None: leave the process's setting). ``on_case(index, total, result)`` is called after each case.
 
     The folder's layout and every output are checked before the first case is segmented. A case whose images
     turn out unusable (unreadable, implausible, not overlapping: a :class:`DataError`) is listed in

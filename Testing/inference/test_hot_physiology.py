@@ -1,6 +1,7 @@
-"""The clean-up of hot physiology recognised on the CT under a predicted region's hot part
-(``postprocess.remove_excreted_tracer``, ``postprocess.remove_brown_fat``):
+"""The clean-up of physiology recognised on the PET and on the CT under a predicted region's hot part
+(``postprocess.remove_without_uptake``, ``postprocess.remove_excreted_tracer``, ``postprocess.remove_brown_fat``):
 
+- a region without FDG uptake (highest SUV below ``MIN_TUMOUR_SUV``) is removed; a faint node is kept;
 - a region whose hot part is water (urine in the bladder or renal pelvis) is removed; tumours, with or without a
   cold water-density core, and small regions are kept;
 - a region whose hot part is fat (FDG in activated brown fat) is removed; nodes are kept, also when the prediction
@@ -16,10 +17,12 @@ from DualDINOv3Lib.data import LABEL_MODALITY, Volume
 from DualDINOv3Lib.inference.postprocess import (
     BROWN_FAT_HU,
     EXCRETION_MIN_CM3,
+    MIN_TUMOUR_SUV,
     URINE_HU,
     clean_label,
     remove_brown_fat,
     remove_excreted_tracer,
+    remove_without_uptake,
 )
 
 SPACING = (1.0, 1.0, 2.0)  # mm (x, y, z)
@@ -86,7 +89,43 @@ def _brown_fat_scene():
     return *_volumes(ct, pet, label), {"physiology": depot, "node": node, "tumour": tumour}
 
 
-RULES = {"urine": (_urine_scene, remove_excreted_tracer), "brown fat": (_brown_fat_scene, remove_brown_fat)}
+def _cold_scene():
+    """Muscle (SUV 1.0, 50 HU) with, side by side: a 12 cm3 stretch of slightly warmer muscle (SUV 1.3) labelled GTVn,
+    as a 2D model labelled a real thigh, a small faint node (SUV 3 before the PET blur) and a primary tumour."""
+    shape = (30, 70, 150)
+    ct = np.full(shape, 50.0, np.float32)
+    pet = np.full(shape, 1.0, np.float32)
+    label = np.zeros(shape, np.uint8)
+    muscle = _ball(shape, (15, 35, 30), 14.0)
+    pet[muscle] = 1.3
+    label[muscle] = 2
+    node = _ball(shape, (15, 35, 80), 6.0)
+    pet[node] = 3.0
+    label[node] = 2
+    tumour = _ball(shape, (15, 35, 120), 12.0)
+    pet[tumour] = 10.0
+    label[tumour] = 1
+    return *_volumes(ct, pet, label), {"physiology": muscle, "node": node, "tumour": tumour}
+
+
+RULES = {
+    "no uptake": (_cold_scene, remove_without_uptake),
+    "urine": (_urine_scene, remove_excreted_tracer),
+    "brown fat": (_brown_fat_scene, remove_brown_fat),
+}
+
+
+def test_regions_without_uptake_removed_faint_nodes_kept(caplog):
+    ct, pet, label, parts = _cold_scene()
+    assert pet.array[parts["node"]].max() < 2.5  # faint after the blur, yet above muscle and blood
+    with caplog.at_level(logging.INFO, logger="DualDINOv3Lib.inference.postprocess"):
+        cleaned = remove_without_uptake(label, ct, pet).array
+    assert not cleaned[parts["physiology"]].any()
+    assert (cleaned[parts["node"]] == 2).all()
+    assert (cleaned[parts["tumour"]] == 1).all()
+    assert "no FDG uptake" in caplog.text and caplog.text.count("removed") == 1
+    warmer = pet.with_array(np.where(parts["physiology"], MIN_TUMOUR_SUV + 0.05, pet.array).astype(np.float32))
+    assert (remove_without_uptake(label, ct, warmer).array[parts["physiology"]] == 2).all()
 
 
 def test_urine_removed_tumours_and_small_regions_kept(caplog):
@@ -152,3 +191,16 @@ def test_pet_off_the_ct_grid_is_refused(rule):
         remove(label, ct, coarse)
     empty = label.with_array(np.zeros_like(label.array))
     assert remove(empty, ct, coarse) is empty
+
+
+def test_a_pet_without_any_uptake_is_flagged(caplog):
+    ct, pet, label, _ = _cold_scene()
+    normalised = pet.with_array((pet.array / pet.array.max()).astype(np.float32))  # a PET scaled to 0..1
+    with caplog.at_level(logging.WARNING, logger="DualDINOv3Lib.inference.postprocess"):
+        cleaned = clean_label(label, ct, normalised, min_component_mm3=0, head_neck_only=True)
+    assert not cleaned.array.any()
+    assert "Check that the PET is in SUV" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="DualDINOv3Lib.inference.postprocess"):
+        clean_label(label, ct, pet, min_component_mm3=0, head_neck_only=True)
+    assert "Check that the PET" not in caplog.text
