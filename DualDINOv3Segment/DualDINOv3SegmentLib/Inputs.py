@@ -130,6 +130,7 @@ def checkInputs(ctVolumeNode, petVolumeNode, dicomDatabase=None) -> CheckedInput
         raise _dataError(" ".join(problems))
     from DualDINOv3Lib.data.io import SUSPICIOUS_SUV
     from DualDINOv3Lib.data.resample import check_overlap
+    from DualDINOv3Lib.inference.postprocess import MIN_TUMOUR_SUV
 
     ct = volumeFromNode(ctVolumeNode, units="HU", modality="CT")
     pet = volumeFromNode(petVolumeNode, units="SUV", modality="PT")
@@ -147,6 +148,12 @@ def checkInputs(ctVolumeNode, petVolumeNode, dicomDatabase=None) -> CheckedInput
             f"The PET volume '{petVolumeNode.GetName()}' reaches {high:.6g}, implausible for SUV (tumours reach tens):"
             " it is probably in Bq/ml or counts. Load the original DICOM series (converted to SUV from its headers)"
             " or convert it to SUV first."
+        )
+    if high < MIN_TUMOUR_SUV:
+        checked.warnings.append(
+            f"The PET volume '{petVolumeNode.GetName()}' stays below SUV {MIN_TUMOUR_SUV:g} everywhere"
+            f" (highest {high:.3g}): an FDG PET in SUV has far more uptake, so with 'Head and neck only' every region"
+            " found would be removed as without uptake. Check that it is in SUV (not normalised to 0..1 or rescaled)."
         )
     if float(ct.array.min()) >= 0 and float(ct.array.max()) < 4096:
         checked.warnings.append(

@@ -87,6 +87,9 @@ def test_pet_that_does_not_look_like_suv_is_warned_about(slicerApp, phantomNodes
     bqml = addVolume(slicerApp.scene, phantom.pet.with_array(phantom.pet.array * 5000.0), "PET Bq/ml")
     checked = checkInputs(ct, bqml)
     assert any("implausible for SUV" in w for w in checked.warnings)
+    scaled = phantom.pet.with_array(phantom.pet.array / phantom.pet.array.max())
+    normalised = addVolume(slicerApp.scene, scaled, "PET 0..1")
+    assert any("stays below SUV 1.5 everywhere" in w for w in checkInputs(ct, normalised).warnings)
     assert not checkInputs(ct, phantomNodes[1]).warnings
 
 
