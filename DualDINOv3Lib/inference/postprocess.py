@@ -33,8 +33,8 @@ MIN_TUMOUR_SUV = 1.5
 """Lowest highest-SUV of a region kept as tumour. A GTV on FDG PET/CT takes up FDG: its hottest voxel is above
 resting muscle (SUV about 0.6-1.1) and the blood pool (about 1.5-2). A 2D model can still call a cold region a node
 where its outline looks like one: on a real sarcoma scan (IBSI STS_019), 10 cm3 of thigh muscle cut by the field of
-view, SUV at most 1.3-1.4. On held-out phantoms every predicted region that touched a tumour had an SUVmax of at
-least 2; under 3 % of the phantoms' nodes have an SUVmax below 1.5 (small faint nodes after the PET blur)."""
+view, highest SUV 1.3-1.7. On held-out phantoms every predicted region that touched a tumour had an SUVmax of at
+least 2; about 5 % of the phantoms' nodes have an SUVmax below 1.5 (small faint nodes after the PET blur)."""
 HOT_FRACTION = 0.5
 """A region's hot part: its voxels at or above this fraction of its highest SUV."""
 
@@ -121,10 +121,10 @@ def _brown_fat(size_cm3: float, hot_hu: np.ndarray, suv_max: float) -> str | Non
     return f"{100 * share:.0f} % of its hot part (SUV up to {suv_max:.1f}) is fat on CT, brown fat uptake"
 
 
-def _remove_hot_physiology(label: Volume, ct: Volume, pet: Volume, rules, caller: str) -> Volume:
+def _remove_physiology(label: Volume, ct: Volume, pet: Volume, rules, caller: str) -> Volume:
     """``label`` without the connected regions (per label value, 26-connected) that one of ``rules`` (functions of
-    the region's cm3, its hot part's CT numbers and its highest SUV, returning why or None) calls physiology. The
-    hot part: :data:`HOT_FRACTION` of the region's highest SUV. ``pet`` must be on ``ct``'s grid."""
+    the region's cm3, its hot part's CT numbers and its highest SUV, returning why or None) calls physiology, cold
+    or hot. The hot part: :data:`HOT_FRACTION` of the region's highest SUV. ``pet`` must be on ``ct``'s grid."""
     if not np.any(label.array):
         return label
     if not pet.same_grid(ct):
@@ -148,7 +148,7 @@ def remove_without_uptake(label: Volume, ct: Volume, pet: Volume) -> Volume:
     """``label`` without the connected regions (per label value, 26-connected) whose highest SUV is below
     :data:`MIN_TUMOUR_SUV`: no FDG uptake, not a tumour seen on PET. ``pet`` must be on ``ct``'s grid. Each removal
     is logged."""
-    return _remove_hot_physiology(label, ct, pet, (_no_uptake,), "remove_without_uptake")
+    return _remove_physiology(label, ct, pet, (_no_uptake,), "remove_without_uptake")
 
 
 def remove_excreted_tracer(label: Volume, ct: Volume, pet: Volume) -> Volume:
@@ -156,26 +156,29 @@ def remove_excreted_tracer(label: Volume, ct: Volume, pet: Volume) -> Volume:
     :data:`EXCRETION_MIN_CM3` whose hot part (:data:`HOT_FRACTION` of their highest SUV) has a median CT number in
     :data:`URINE_HU`: tracer excreted into urine, not tumour. ``pet`` must be on ``ct``'s grid. Each removal is
     logged."""
-    return _remove_hot_physiology(label, ct, pet, (_excreted_tracer,), "remove_excreted_tracer")
+    return _remove_physiology(label, ct, pet, (_excreted_tracer,), "remove_excreted_tracer")
 
 
 def remove_brown_fat(label: Volume, ct: Volume, pet: Volume) -> Volume:
     """``label`` without the connected regions (per label value, 26-connected) whose hot part (:data:`HOT_FRACTION`
     of their highest SUV) is at least :data:`BROWN_FAT_SHARE` fat on CT (:data:`BROWN_FAT_HU`): FDG uptake of
     activated brown fat, not tumour. ``pet`` must be on ``ct``'s grid. Each removal is logged."""
-    return _remove_hot_physiology(label, ct, pet, (_brown_fat,), "remove_brown_fat")
+    return _remove_physiology(label, ct, pet, (_brown_fat,), "remove_brown_fat")
 
 
 def _warn_if_no_uptake_anywhere(label: Volume, pet: Volume) -> None:
     """A warning when the whole PET stays below :data:`MIN_TUMOUR_SUV` while something was predicted: then every
     region is removed as without uptake, and the cause is almost always the PET's scaling, not the patient."""
-    if np.any(label.array) and float(np.max(pet.array)) < MIN_TUMOUR_SUV:
+    if not np.any(label.array):
+        return
+    highest = float(np.max(pet.array))
+    if highest < MIN_TUMOUR_SUV:
         log.warning(
             "the PET's highest value is %.3g, below SUV %.1f everywhere: an FDG PET in SUV has far more uptake "
             "(brain, tumour, bladder), so every predicted region is removed as without uptake. Check that the PET is "
             "in SUV (not normalised to 0..1 or rescaled); to keep the regions anyway, turn off the head-and-neck "
             "clean-up (--keep-outside-head-neck, head_neck_only=False)",
-            float(np.max(pet.array)),
+            highest,
             MIN_TUMOUR_SUV,
         )
 
@@ -188,5 +191,5 @@ def clean_label(label: Volume, ct: Volume, pet: Volume, *, min_component_mm3: fl
         label = remove_outside_head_neck(label, ct)
         _warn_if_no_uptake_anywhere(label, pet)
         rules = (_no_uptake, _excreted_tracer, _brown_fat)
-        label = _remove_hot_physiology(label, ct, pet, rules, "clean_label")
+        label = _remove_physiology(label, ct, pet, rules, "clean_label")
     return remove_small_components(label, min_component_mm3)
