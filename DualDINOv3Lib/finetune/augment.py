@@ -1,10 +1,12 @@
 """nnU-Net-style data augmentation of 2D PET/CT training batches, on tensors, on any device.
 
 ``augment_batch(images, labels, generator, config)`` takes images ``(B, C, H, W)`` (channel 0 CT z-scored,
-channel 1 PET scaled to [0, 1]) and labels ``(B, H, W)`` int64 and returns both augmented, same shapes, dtypes
-and device. It runs in two steps that can also be called apart: :func:`sample_augmentation` draws every random
-choice for the batch from ``generator`` (nothing else: no global RNG), and :func:`apply_augmentation` applies
-them. The same generator state therefore gives the same batch, which an exact ``--resume`` needs.
+channel 1 PET scaled to [0, 1]; 2.5D inputs add the two modalities' neighbouring
+slices, which share their modality's random choices) and labels ``(B, H, W)`` int64 and returns both augmented,
+same shapes, dtypes and device. It runs in two steps that can also be called apart: :func:`sample_augmentation`
+draws every random choice for the batch from ``generator`` (nothing else: no global RNG), and
+:func:`apply_augmentation` applies them. The same generator state therefore gives the same batch, which an
+exact ``--resume`` needs.
 
 Transforms, order, probabilities and ranges are nnU-Net v2's defaults for 2D (``nnUNetTrainer.
 get_training_transforms`` with batchgeneratorsv2), each decided per sample with its own probability:
@@ -177,6 +179,16 @@ class AugmentationParams:
     gamma: Tensor
     flip: Tensor  # (B, 2) bool: mirror along height, width
 
+    def for_channels(self, sources: tuple[int, ...]) -> AugmentationParams:
+        """The same choices for a batch whose channel ``c`` takes the choices of channel ``sources[c]``."""
+        index = list(sources)
+        per_channel = {
+            f.name: getattr(self, f.name)[:, index]
+            for f in dataclasses.fields(self)
+            if f.name not in ("do_spatial", "angle", "scale", "flip")
+        }
+        return dataclasses.replace(self, **per_channel)
+
 
 def _uniform(low: float, high: float, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
     return low + (high - low) * torch.rand(shape, generator=generator, device=generator.device)
@@ -305,18 +317,30 @@ def augment_batch(
     labels: Tensor | None,
     generator: torch.Generator,
     config: AugmentationConfig = AugmentationConfig(),
+    channel_sources: tuple[int, ...] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Augments a training batch: images ``(B, C, H, W)`` float, labels ``(B, H, W)`` integer (or ``None``).
 
     All randomness comes from ``generator`` (e.g. ``torch.Generator().manual_seed(seed)``; a generator on the
     images' CUDA device avoids moving noise fields from the CPU). Returns new tensors of the same shapes, dtypes
     and device; with a disabled config the inputs themselves are returned and the generator is not used.
+    ``channel_sources``: for each channel, the channel whose random choices it shares (e.g. a 2.5D input's
+    neighbouring CT slices share the CT's brightness, blur and gamma: ``PreprocessingSpec.channel_modalities``);
+    ``None``: every channel draws its own. Noise fields are drawn per channel either way.
     """
     _check_batch(images, labels)
     _check_generator(generator)
     if not config.enabled:
         return images, labels
-    params = sample_augmentation(images.shape[0], images.shape[1], generator, config)
+    if channel_sources is None:
+        params = sample_augmentation(images.shape[0], images.shape[1], generator, config)
+    else:
+        if len(channel_sources) != images.shape[1]:
+            raise ValueError(
+                f"channel_sources names {len(channel_sources)} channels, the images have {images.shape[1]}"
+            )
+        params = sample_augmentation(images.shape[0], max(channel_sources) + 1, generator, config)
+        params = params.for_channels(channel_sources)
     return apply_augmentation(images, labels, params, generator, config)
 
 

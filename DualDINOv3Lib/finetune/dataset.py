@@ -24,7 +24,10 @@ log = logging.getLogger(__name__)
 
 def _cache_key(case: HecktorCase, spec: PreprocessingSpec) -> str:
     """Changes when the preprocessing or any source file (size, modification time) changes."""
-    parts = [json.dumps([spec.spacing_mm, spec.crop_size, spec.ct_normalization, spec.pet_normalization])]
+    fields = [spec.spacing_mm, spec.crop_size, spec.ct_normalization, spec.pet_normalization]
+    if spec.context_mm:  # keeps the keys of caches made before 2.5D inputs existed
+        fields.append(spec.context_mm)
+    parts = [json.dumps(fields)]
     for path in (case.ct, case.pet, case.label):
         stat = Path(path).stat()
         parts.append(f"{Path(path).name}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -33,8 +36,9 @@ def _cache_key(case: HecktorCase, spec: PreprocessingSpec) -> str:
 
 @dataclass
 class CachedCase:
-    """One preprocessed case: images ``(Z, 2, S, S)`` float32 and labels ``(Z, S, S)`` uint8, memory-mapped;
-    ``class_slices``: for each label present, the indices of the slices that contain it (ascending label)."""
+    """One preprocessed case: images ``(Z, C, S, S)`` float32 (``C`` = 2, or 6 for 2.5D) and labels ``(Z, S, S)``
+    uint8, memory-mapped; ``class_slices``: for each label present, the indices of the slices that contain it
+    (ascending label)."""
 
     case_id: str
     images: np.ndarray
@@ -101,8 +105,14 @@ class SliceSampler:
         return picks
 
     def next_batch(self) -> tuple[Tensor, Tensor]:
-        """Images ``(B, 2, S, S)`` float32 and labels ``(B, S, S)`` int64 (CPU)."""
+        """Images ``(B, C, S, S)`` float32 and labels ``(B, S, S)`` int64 (CPU).
+
+        2.5D images (6 channels: the slice, then its context before and after it) have their context swapped in
+        half of the samples at random, so a model does not depend on which way a scanner ordered its slices."""
         picks = self.next_indices()
         images = np.stack([self.cases[c].images[z] for c, z in picks])
         labels = np.stack([self.cases[c].labels[z] for c, z in picks])
+        if images.shape[1] == 6:
+            swap = (torch.rand(len(picks), generator=self.generator) < 0.5).numpy()
+            images[swap] = images[swap][:, [0, 1, 4, 5, 2, 3]]
         return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))

@@ -176,8 +176,9 @@ class FinetuneRun:
     def train_step(self) -> float:
         """One batch: sample, augment, forward, Dice + CE, backward, clip, AdamW step; returns the loss."""
         images, labels = self.sampler.next_batch()
+        sources = self.config.preprocessing.channel_modalities if images.shape[1] > 2 else None
         images, labels = augment_batch(
-            images.to(self.device), labels.to(self.device), self.augmentation_generator, self.cfg.augmentation
+            images.to(self.device), labels.to(self.device), self.augmentation_generator, self.cfg.augmentation, sources
         )
         with autocast(self.device, self.cfg.mixed_precision):
             logits = self.train_model(images)

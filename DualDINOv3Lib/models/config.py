@@ -11,7 +11,7 @@ Example (the paper's dual-stream model, ``Training/configs/5_dual_ct_pet.yaml``)
     pet_encoder: {checkpoint: weights/pet_dinov3_vitb16.pth}
     fusion: {num_heads: 8}
     labels: [background, GTVp, GTVn]
-    preprocessing: {spacing_mm: null, crop_size: 512}
+    preprocessing: {spacing_mm: null, crop_size: 512}   # context_mm: 8 for 2.5D inputs (dual_stream only)
 
 Relative checkpoint paths are resolved against the folder of the config file.
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 from ..domain import LABEL_NAMES
 from ..errors import ConfigError
-from ..preprocessing.spec import PreprocessingSpec
+from ..preprocessing.spec import PET_NORMALIZATIONS, PreprocessingSpec
 from .vit import ViTConfig, vit_config
 
 ARCHITECTURES = ("single_stream", "dual_stream")
@@ -146,11 +146,25 @@ def _preprocessing(data: Mapping | None, patch_size: int) -> PreprocessingSpec:
         raise ConfigError(
             f"preprocessing.crop_size must be a positive multiple of the patch size ({patch_size}), got {crop!r}"
         )
+    ct_norm = data.get("ct_normalization", "zscore")
+    if ct_norm != "zscore":
+        raise ConfigError(f"preprocessing.ct_normalization must be 'zscore' (the only one), got {ct_norm!r}")
+    pet_norm = data.get("pet_normalization", "minmax")
+    if pet_norm not in PET_NORMALIZATIONS:
+        raise ConfigError(
+            f"preprocessing.pet_normalization must be one of {list(PET_NORMALIZATIONS)}, got {pet_norm!r}"
+        )
+    context = data.get("context_mm", 0.0)
+    if isinstance(context, bool) or not isinstance(context, int | float) or not 0 <= context <= 100:
+        raise ConfigError(
+            f"preprocessing.context_mm must be a distance in mm in [0, 100] (0: no context), got {context!r}"
+        )
     return PreprocessingSpec(
         spacing_mm=spacing,
         crop_size=crop,
-        ct_normalization=str(data.get("ct_normalization", "zscore")),
-        pet_normalization=str(data.get("pet_normalization", "minmax")),
+        ct_normalization=ct_norm,
+        pet_normalization=pet_norm,
+        context_mm=float(context),
     )
 
 
@@ -195,6 +209,15 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike | None = N
         raise ConfigError("'encoder' is for single_stream models; a dual_stream model has ct_encoder and pet_encoder")
     if arch == "single_stream" and (data.get("ct_encoder") is not None or data.get("pet_encoder") is not None):
         raise ConfigError("'ct_encoder'/'pet_encoder' are for dual_stream models; single_stream has one 'encoder'")
+    if cfg.preprocessing.context_mm > 0:
+        if arch != "dual_stream":
+            raise ConfigError(
+                "preprocessing.context_mm (2.5D input) needs a dual_stream model, whose encoders each take their "
+                "modality's three slices; set it to 0 for a single_stream model"
+            )
+        chans = {(spec.vit or backbone).in_chans for spec in (cfg.ct_encoder, cfg.pet_encoder)}
+        if chans != {3}:
+            raise ConfigError(f"preprocessing.context_mm needs encoders with 3 input channels, got {sorted(chans)}")
     return cfg
 
 

@@ -1,7 +1,9 @@
 """Segmenters: ViT encoder(s) + (fusion) + Primus multiscale decoder.
 
 Every segmenter takes the same input, whatever its architecture: ``(B, 2, H, W)`` preprocessed axial
-slices with channel 0 = CT and channel 1 = PET (see :class:`.config.PreprocessingSpec`), and returns
+slices with channel 0 = CT and channel 1 = PET (see :class:`.config.PreprocessingSpec`; six channels for a
+2.5D dual-stream segmenter, whose spec has ``context_mm``: CT and PET of the slice, then before, then after it),
+and returns
 logits ``(B, num_classes, H, W)``. Sizes that are not a multiple of the patch size are zero-padded for
 the encoder and the logits cropped back.
 
@@ -116,8 +118,10 @@ class Segmenter(nn.Module, ABC):
 
     def pad_to_patches(self, x: Tensor) -> Tensor:
         """A ``(B, 2, H, W)`` input zero-padded at the bottom/right to a multiple of the patch size."""
-        if x.ndim != 4 or x.shape[1] != 2:
-            raise ValueError(f"expected (B, 2, H, W) input with channels (CT, PET), got {tuple(x.shape)}")
+        channels = self.config.preprocessing.input_channels
+        if x.ndim != 4 or x.shape[1] != channels:
+            what = "(CT, PET)" if channels == 2 else "(CT, PET and their context before and after the slice)"
+            raise ValueError(f"expected (B, {channels}, H, W) input with channels {what}, got {tuple(x.shape)}")
         p = self.patch_size
         pad_h, pad_w = (-x.shape[-2]) % p, (-x.shape[-1]) % p
         return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
@@ -246,6 +250,8 @@ class DualStreamSegmenter(Segmenter):
         self.fusions = nn.ModuleList(CrossModalFusion(dim, config.fusion_heads) for _ in self.taps)
 
     def encoder_inputs(self, x: Tensor) -> dict[str, Tensor]:
+        if x.shape[1] == 6:  # 2.5D: each encoder gets its modality before, at and after the slice
+            return {"ct_encoder": self.ct_norm(x[:, [2, 0, 4]]), "pet_encoder": self.pet_norm(x[:, [3, 1, 5]])}
         return {
             "ct_encoder": self.ct_norm(_replicate(x[:, 0:1], self.ct_encoder.config.in_chans)),
             "pet_encoder": self.pet_norm(_replicate(x[:, 1:2], self.pet_encoder.config.in_chans)),

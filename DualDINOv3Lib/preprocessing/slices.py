@@ -11,7 +11,8 @@ CT slice, and model outputs come back onto the original CT grid voxel for voxel:
    whole volume, centred on the body (the largest connected region above -500 HU) in-plane. Padding is
    air for CT and 0 for PET.
 4. CT is z-scored with the mean and standard deviation of the body voxels; PET is min-max scaled to
-   [0, 1] with the minimum and maximum of the whole volume (on the CT grid).
+   [0, 1] with the minimum and maximum of the whole volume (on the CT grid). With ``context_mm`` (2.5D) each
+   input also holds both modalities ``context_mm`` before and after the slice (:mod:`.context`).
 
 The inverse (:meth:`SliceGeometry.inverse`) undoes 3 and 2: maps ``(N, C, S, S)`` back to
 ``(N, C, Y, X)`` on the CT slice grid. For label maps with a target spacing finer than or equal to the
@@ -34,7 +35,8 @@ from ..data.resample import resample_pet_to_ct, resample_to_grid
 from ..data.volume import Volume
 from ..errors import DataError
 from .body import AIR_HU, body_mask
-from .spec import PreprocessingSpec
+from .context import with_context
+from .spec import PET_NORMALIZATIONS, PreprocessingSpec
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +145,7 @@ class CasePreprocessor:
         min_body_fraction: float = 0.01,
         check_inputs: bool = True,
     ) -> None:
-        if spec.ct_normalization != "zscore" or spec.pet_normalization != "minmax":
+        if spec.ct_normalization != "zscore" or spec.pet_normalization not in PET_NORMALIZATIONS:
             raise DataError(
                 f"unsupported normalisation CT={spec.ct_normalization!r}, PET={spec.pet_normalization!r}; "
                 "this version implements the paper's CT 'zscore' and PET 'minmax'"
@@ -194,8 +196,15 @@ class CasePreprocessor:
         return self.ct.shape[0]
 
     def images(self, indices) -> Tensor:
-        """Model inputs ``(N, 2, S, S)`` float32 for the axial slices ``indices`` (CT z-scored, PET in [0, 1])."""
+        """Model inputs ``(N, C, S, S)`` float32 for the axial slices ``indices`` (CT z-scored, PET in [0, 1]).
+        ``C`` is 2 (CT, PET), or 6 with the spec's ``context_mm`` (see :func:`.context.with_context`)."""
         indices = np.atleast_1d(np.asarray(indices, dtype=np.int64))
+        if self.spec.context_mm > 0:
+            return with_context(self._slices, indices, self.num_slices, self.ct.spacing[2], self.spec.context_mm)
+        return self._slices(indices)
+
+    def _slices(self, indices: np.ndarray) -> Tensor:
+        """``(N, 2, S, S)``: CT and PET of the axial slices ``indices``."""
         norm = self.normalization
         ct = torch.from_numpy(np.asarray(self.ct.array[indices], dtype=np.float32))
         pet = torch.from_numpy(np.asarray(self.pet.array[indices], dtype=np.float32))

@@ -207,6 +207,10 @@ def test_config_errors_name_the_problem(tmp_path):
     assert parse_config({"backbone": small_patch, "preprocessing": {"crop_size": 120}}).preprocessing.crop_size == 120
     with pytest.raises(ConfigError, match="labels must be"):
         parse_config({"labels": ["background"]})
+    with pytest.raises(ConfigError, match=r"pet_normalization must be one of \['minmax'\], got 'zscore'"):
+        parse_config({"preprocessing": {"pet_normalization": "zscore"}})
+    with pytest.raises(ConfigError, match="ct_normalization must be 'zscore'"):
+        parse_config({"preprocessing": {"ct_normalization": "minmax"}})
     bad = tmp_path / "bad.yaml"
     bad.write_text("architecture: [unclosed\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
