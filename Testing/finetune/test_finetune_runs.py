@@ -64,11 +64,14 @@ def test_loss_falls_and_run_files_are_written(data, tmp_path):
         finetune(CONFIG, train, val, run, cfg, device="cpu", cache_dir=tmp_path / "cache")
 
 
-def test_resume_after_a_stop_reaches_the_same_weights(data, tmp_path):
+@pytest.mark.parametrize("context_mm", [0.0, 8.0])
+def test_resume_after_a_stop_reaches_the_same_weights(data, tmp_path, context_mm):
+    """Also for 2.5D inputs, whose random swap of the context draws from the sampler's generator."""
     train, val = split_validation(list_hecktor_cases(data, require_labels=True), 0.34, seed=0)
     cfg = _cfg(augmentation=True)
     cache = tmp_path / "cache"
-    straight = finetune(CONFIG, train, val, tmp_path / "straight", cfg, device="cpu", cache_dir=cache)
+    config = {**CONFIG, "preprocessing": {**CONFIG["preprocessing"], "context_mm": context_mm}}
+    straight = finetune(config, train, val, tmp_path / "straight", cfg, device="cpu", cache_dir=cache)
 
     calls = []
 
@@ -78,10 +81,10 @@ def test_resume_after_a_stop_reaches_the_same_weights(data, tmp_path):
 
     with pytest.raises(Cancelled):
         finetune(
-            CONFIG, train, val, tmp_path / "resumed", cfg, device="cpu", cache_dir=cache, cancel=stop_in_second_epoch
+            config, train, val, tmp_path / "resumed", cfg, device="cpu", cache_dir=cache, cancel=stop_in_second_epoch
         )
     assert json.loads((tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 1
-    resumed = finetune(CONFIG, train, val, tmp_path / "resumed", cfg, device="cpu", cache_dir=cache, resume=True)
+    resumed = finetune(config, train, val, tmp_path / "resumed", cfg, device="cpu", cache_dir=cache, resume=True)
     a, b = load_file(straight.last_path), load_file(resumed.last_path)
     assert a.keys() == b.keys()
     changed = [k for k in a if not torch.equal(a[k], b[k])]
