@@ -3,6 +3,7 @@ foreground oversampling, drawn from a ``torch.Generator`` so a resumed run draws
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -15,7 +16,8 @@ from torch import Tensor
 
 from ..data.hecktor import HecktorCase, read_hecktor_case
 from ..errors import DataError
-from ..files import atomic_write
+from ..files import atomic_write, write_text
+from ..preprocessing.context import with_context
 from ..preprocessing.slices import preprocess_case
 from ..preprocessing.spec import PreprocessingSpec
 
@@ -24,10 +26,7 @@ log = logging.getLogger(__name__)
 
 def _cache_key(case: HecktorCase, spec: PreprocessingSpec) -> str:
     """Changes when the preprocessing or any source file (size, modification time) changes."""
-    fields = [spec.spacing_mm, spec.crop_size, spec.ct_normalization, spec.pet_normalization]
-    if spec.context_mm:  # keeps the keys of caches made before 2.5D inputs existed
-        fields.append(spec.context_mm)
-    parts = [json.dumps(fields)]
+    parts = [json.dumps([spec.spacing_mm, spec.crop_size, spec.ct_normalization, spec.pet_normalization])]
     for path in (case.ct, case.pet, case.label):
         stat = Path(path).stat()
         parts.append(f"{Path(path).name}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -36,14 +35,28 @@ def _cache_key(case: HecktorCase, spec: PreprocessingSpec) -> str:
 
 @dataclass
 class CachedCase:
-    """One preprocessed case: images ``(Z, C, S, S)`` float32 (``C`` = 2, or 6 for 2.5D) and labels ``(Z, S, S)``
-    uint8, memory-mapped; ``class_slices``: for each label present, the indices of the slices that contain it
-    (ascending label)."""
+    """One preprocessed case: images ``(Z, 2, S, S)`` float32 (CT, PET) and labels ``(Z, S, S)`` uint8, memory-mapped;
+    ``class_slices``: for each label present, the indices of the slices that contain it (ascending label);
+    ``slice_mm``: the distance between slices; ``context_mm``: the segmenter's 2.5D context (0: none), added by
+    :meth:`inputs` (the cache holds single slices, so 2D and 2.5D runs share it)."""
 
     case_id: str
     images: np.ndarray
     labels: np.ndarray
     class_slices: dict[int, np.ndarray]
+    slice_mm: float = 0.0
+    context_mm: float = 0.0
+
+    def inputs(self, indices) -> Tensor:
+        """Model inputs ``(N, C, S, S)`` float32 for the slices ``indices``, as
+        :meth:`~DualDINOv3Lib.preprocessing.CasePreprocessor.images` gives them at inference."""
+        indices = np.atleast_1d(np.asarray(indices, dtype=np.int64))
+        if self.context_mm > 0:
+            return with_context(self._read, indices, self.images.shape[0], self.slice_mm, self.context_mm)
+        return self._read(indices)
+
+    def _read(self, indices: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.array(self.images[indices], dtype=np.float32))
 
 
 def load_cached_case(case: HecktorCase, spec: PreprocessingSpec, cache_dir: Path) -> CachedCase:
@@ -53,16 +66,20 @@ def load_cached_case(case: HecktorCase, spec: PreprocessingSpec, cache_dir: Path
     key = _cache_key(case, spec)
     images_path = cache_dir / f"{case.case_id}-{key}-images.npy"
     labels_path = cache_dir / f"{case.case_id}-{key}-labels.npy"
-    if not (images_path.exists() and labels_path.exists()):
+    meta_path = cache_dir / f"{case.case_id}-{key}-meta.json"
+    needed = (images_path, labels_path, meta_path) if spec.context_mm > 0 else (images_path, labels_path)
+    if not all(path.exists() for path in needed):
         ct, pet, label = read_hecktor_case(case)
-        images, labels, _ = preprocess_case(ct, pet, spec, label)
+        images, labels, prep = preprocess_case(ct, pet, dataclasses.replace(spec, context_mm=0.0), label)
         cache_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(images_path, lambda tmp: np.save(tmp, images))
         atomic_write(labels_path, lambda tmp: np.save(tmp, labels))
+        write_text(meta_path, json.dumps({"slice_mm": prep.ct.spacing[2]}))
         log.info("cached %s: %d slices", case.case_id, images.shape[0])
     images = np.load(images_path, mmap_mode="r")
     labels = np.load(labels_path, mmap_mode="r")
-    return CachedCase(case.case_id, images, labels, _class_slices(labels))
+    slice_mm = float(json.loads(meta_path.read_text())["slice_mm"]) if meta_path.exists() else 0.0
+    return CachedCase(case.case_id, images, labels, _class_slices(labels), slice_mm, spec.context_mm)
 
 
 def _class_slices(labels: np.ndarray) -> dict[int, np.ndarray]:
@@ -110,9 +127,9 @@ class SliceSampler:
         2.5D images (6 channels: the slice, then its context before and after it) have their context swapped in
         half of the samples at random, so a model does not depend on which way a scanner ordered its slices."""
         picks = self.next_indices()
-        images = np.stack([self.cases[c].images[z] for c, z in picks])
+        images = torch.cat([self.cases[c].inputs(z) for c, z in picks])
         labels = np.stack([self.cases[c].labels[z] for c, z in picks])
         if images.shape[1] == 6:
-            swap = (torch.rand(len(picks), generator=self.generator) < 0.5).numpy()
+            swap = torch.rand(len(picks), generator=self.generator) < 0.5
             images[swap] = images[swap][:, [0, 1, 4, 5, 2, 3]]
-        return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+        return images, torch.from_numpy(labels.astype(np.int64))

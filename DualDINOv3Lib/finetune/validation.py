@@ -26,7 +26,7 @@ def case_dice_scores(
             inter = np.zeros(num_classes)
             sums = np.zeros(num_classes)
             for start in range(0, case.images.shape[0], batch_size):
-                x = torch.from_numpy(np.array(case.images[start : start + batch_size])).to(device)
+                x = case.inputs(np.arange(start, min(start + batch_size, case.images.shape[0]))).to(device)
                 with autocast(device):
                     pred = model(x).argmax(dim=1).cpu().numpy()
                 truth = np.asarray(case.labels[start : start + batch_size])

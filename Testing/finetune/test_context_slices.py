@@ -13,7 +13,7 @@ from DualDINOv3Lib.data.hecktor import list_hecktor_cases, read_hecktor_case
 from DualDINOv3Lib.errors import ConfigError
 from DualDINOv3Lib.finetune.augment import AugmentationConfig, augment_batch, sample_augmentation
 from DualDINOv3Lib.finetune.config import parse_finetune_config
-from DualDINOv3Lib.finetune.dataset import CachedCase, SliceSampler, _class_slices
+from DualDINOv3Lib.finetune.dataset import CachedCase, SliceSampler, _class_slices, load_cached_case
 from DualDINOv3Lib.finetune.splits import split_validation
 from DualDINOv3Lib.finetune.trainer import finetune
 from DualDINOv3Lib.inference import segment_volume, segment_with_feature_maps
@@ -103,16 +103,22 @@ def test_augmentation_ties_each_modality_across_its_slices():
 
 def test_sampler_swaps_the_context_in_about_half_the_samples():
     z = 6
-    images = np.zeros((z, 6, 4, 4), np.float32)
-    images[:, 2:4] = -1.0  # before
-    images[:, 4:6] = 1.0  # after
+    images = np.zeros((z, 2, 4, 4), np.float32)
+    images[:, 0] = np.arange(z, dtype=np.float32)[:, None, None]  # CT = slice index
     labels = np.zeros((z, 4, 4), np.uint8)
-    sampler = SliceSampler([CachedCase("A", images, labels, _class_slices(labels))], 64, 0.0, seed=0)
+    case = CachedCase("A", images, labels, _class_slices(labels), slice_mm=2.0, context_mm=2.0)  # one slice away
+    sampler = SliceSampler([case], 64, 0.0, seed=0)
+    picks = sampler.next_indices()
+    sampler.generator.manual_seed(0)
     batch, _ = sampler.next_batch()
-    swapped = batch[:, 2, 0, 0] == 1.0
-    assert 0.3 < swapped.float().mean().item() < 0.7
-    assert torch.all(batch[swapped][:, 4:6] == -1.0) and torch.all(batch[~swapped][:, 4:6] == 1.0)
-    assert torch.all(batch[:, :2] == 0.0)
+    centre = batch[:, 0, 0, 0]
+    assert centre.tolist() == [float(z) for _, z in picks]
+    before, after = batch[:, 2, 0, 0], batch[:, 4, 0, 0]
+    swapped = before > after
+    interior = (centre > 0) & (centre < z - 1)
+    assert torch.equal(torch.where(swapped, after, before)[interior], centre[interior] - 1)
+    assert 0.3 < swapped[interior].float().mean().item() < 0.7
+    assert torch.all(batch[:, [1, 3, 5]] == 0.0)
 
 
 @pytest.mark.slow
@@ -125,10 +131,13 @@ def test_a_25d_model_trains_and_segments_a_whole_volume(tmp_path):
     result = finetune(CONFIG_25D, train, val, tmp_path / "run", cfg, device="cpu", cache_dir=tmp_path / "cache")
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < losses[0], losses
-    cached = np.load(next((tmp_path / "cache").glob("*-images.npy")), mmap_mode="r")
-    assert cached.shape[1:] == (6, 112, 112)
+    # the cache holds single slices (shared with 2D runs); training adds the same context inference reads
+    cached = load_cached_case(val[0], parse_config(CONFIG_25D).preprocessing, tmp_path / "cache")
+    assert cached.images.shape[1:] == (2, 112, 112) and cached.slice_mm == 3.0
     model = load_segmenter(tmp_path / "run" / "last.safetensors")
     ct, pet, _ = read_hecktor_case(val[0])
+    at_inference = CasePreprocessor(ct, pet, model.config.preprocessing).images([0, 7, 33])
+    torch.testing.assert_close(cached.inputs([0, 7, 33]), at_inference)
     label = segment_volume(ct, pet, model, device="cpu", head_neck_only=False)
     assert label.shape == ct.shape and label.modality == LABEL_MODALITY
     joint, maps = segment_with_feature_maps(ct, pet, model, device="cpu", head_neck_only=False)
