@@ -1,9 +1,9 @@
 """nnU-Net-style data augmentation of 2D PET/CT training batches, on tensors, on any device.
 
 ``augment_batch(images, labels, generator, config)`` takes images ``(B, C, H, W)`` (channel 0 CT z-scored,
-channel 1 PET scaled to [0, 1]; 2.5D inputs add the two modalities' neighbouring
-slices, which share their modality's random choices) and labels ``(B, H, W)`` int64 and returns both augmented,
-same shapes, dtypes and device. It runs in two steps that can also be called apart: :func:`sample_augmentation`
+channel 1 PET scaled to [0, 1]; 2.5D inputs add both modalities' neighbouring slices, which share their
+modality's random choices) and labels ``(B, H, W)`` int64 and returns both augmented, same shapes, dtypes and
+device. It runs in two steps that can also be called apart: :func:`sample_augmentation`
 draws every random choice for the batch from ``generator`` (nothing else: no global RNG), and
 :func:`apply_augmentation` applies them. The same generator state therefore gives the same batch, which an
 exact ``--resume`` needs.
