@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..files import atomic_write, write_text
 from ..preprocessing.context import with_context
 from ..preprocessing.slices import preprocess_case
-from ..preprocessing.spec import PreprocessingSpec
+from ..preprocessing.spec import CONTEXT_CHANNELS, SWAPPED_CONTEXT, PreprocessingSpec
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class SliceSampler:
         picks = self.next_indices()
         images = torch.cat([self.cases[c].inputs(z) for c, z in picks])
         labels = np.stack([self.cases[c].labels[z] for c, z in picks])
-        if images.shape[1] == 6:
+        if images.shape[1] == CONTEXT_CHANNELS:
             swap = torch.rand(len(picks), generator=self.generator) < 0.5
-            images[swap] = images[swap][:, [0, 1, 4, 5, 2, 3]]
+            images[swap] = images[swap][:, list(SWAPPED_CONTEXT)]
         return images, torch.from_numpy(labels.astype(np.int64))

@@ -176,7 +176,7 @@ class FinetuneRun:
     def train_step(self) -> float:
         """One batch: sample, augment, forward, Dice + CE, backward, clip, AdamW step; returns the loss."""
         images, labels = self.sampler.next_batch()
-        sources = self.config.preprocessing.channel_modalities if images.shape[1] > 2 else None
+        sources = self.config.preprocessing.channel_modalities  # (0, 1) for CT, PET: each draws its own
         images, labels = augment_batch(
             images.to(self.device), labels.to(self.device), self.augmentation_generator, self.cfg.augmentation, sources
         )

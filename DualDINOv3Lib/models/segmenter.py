@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..preprocessing.spec import CONTEXT_CHANNELS, CT_SLICES, PET_SLICES
 from .config import EncoderSpec, SegmenterConfig
 from .decoder import PrimusMultiscaleDecoder
 from .fusion import CrossModalFusion
@@ -250,8 +251,9 @@ class DualStreamSegmenter(Segmenter):
         self.fusions = nn.ModuleList(CrossModalFusion(dim, config.fusion_heads) for _ in self.taps)
 
     def encoder_inputs(self, x: Tensor) -> dict[str, Tensor]:
-        if x.shape[1] == 6:  # 2.5D: each encoder gets its modality before, at and after the slice
-            return {"ct_encoder": self.ct_norm(x[:, [2, 0, 4]]), "pet_encoder": self.pet_norm(x[:, [3, 1, 5]])}
+        if x.shape[1] == CONTEXT_CHANNELS:  # 2.5D: each encoder gets its modality before, at and after the slice
+            ct, pet = x[:, list(CT_SLICES)], x[:, list(PET_SLICES)]
+            return {"ct_encoder": self.ct_norm(ct), "pet_encoder": self.pet_norm(pet)}
         return {
             "ct_encoder": self.ct_norm(_replicate(x[:, 0:1], self.ct_encoder.config.in_chans)),
             "pet_encoder": self.pet_norm(_replicate(x[:, 1:2], self.pet_encoder.config.in_chans)),

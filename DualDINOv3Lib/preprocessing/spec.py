@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+CONTEXT_CHANNELS = 6
+"""Channels of a 2.5D input: CT and PET of the slice, then both ``context_mm`` before it, then both after it."""
+CT_SLICES = (2, 0, 4)
+"""The CT channels of a 2.5D input in slice order (before, at, after): what the CT encoder takes."""
+PET_SLICES = (3, 1, 5)
+"""The PET channels of a 2.5D input in slice order: what the PET encoder takes."""
+SWAPPED_CONTEXT = (0, 1, 4, 5, 2, 3)
+"""The channel order of the same input with before and after exchanged (a scan stored the other way round)."""
 PET_NORMALIZATIONS = ("minmax",)
 """The PET scalings a segmenter may ask for (see :class:`PreprocessingSpec`)."""
 
@@ -34,7 +42,7 @@ class PreprocessingSpec:
     def input_channels(self) -> int:
         """Channels of a model input: 2 (CT, PET), or 6 with context (CT, PET, then CT and PET ``context_mm``
         before the slice, then CT and PET ``context_mm`` after it)."""
-        return 6 if self.context_mm > 0 else 2
+        return CONTEXT_CHANNELS if self.context_mm > 0 else 2
 
     @property
     def channel_modalities(self) -> tuple[int, ...]:
