@@ -141,7 +141,7 @@ def cmd_evaluate_real(args: argparse.Namespace) -> int:
 
 
 def _print_evaluation(report, *, quiet: bool) -> None:
-    from ..evaluation import table1_markdown
+    from ..evaluation import lesions_line, table1_markdown
 
     if quiet:
         return
@@ -149,6 +149,7 @@ def _print_evaluation(report, *, quiet: bool) -> None:
     for s in report.summaries:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in s.aggregated_dsc.items())
         print(f"{s.configuration}: HECKTOR aggregated DSC {scores}, mean {s.aggregated_dsc_mean:.4f}")
+        print(lesions_line(s))
     folder = report.written[0].parent if report.written else ""
     print(f"wrote {', '.join(p.name for p in report.written)} to {folder}")
 

@@ -1,6 +1,7 @@
 """Evaluation as in the paper (sec. 2.5, Table 1) and HECKTOR 2022: per-case Dice, HD95 and volumes; micro and
-macro Dice per tumour-volume stratum; the aggregated DSC; paired t-tests; Table-1 Markdown/CSV; on real
-cases with a lesion mask, Dice of any label and false-positive components away from the lesion.
+macro Dice per tumour-volume stratum; the aggregated DSC; lesion-wise detection (lesions found and missed,
+false-positive regions); paired t-tests; Table-1 Markdown/CSV; on real cases with a lesion mask, Dice of any
+label and false-positive components away from the lesion.
 
 Needs only numpy and SimpleITK (no scipy, no matplotlib: the box plot lives in ``Training/plots.py``).
 The conventions for empty masks and every definition are in :data:`CONVENTIONS`. Exports are lazy."""
@@ -41,6 +42,10 @@ _EXPORTS = {
     "hecktor_csv": ".table",
     "hecktor_markdown": ".table",
     "in_stratum": ".aggregate",
+    "LesionCounts": ".lesions",
+    "lesion_counts": ".lesions",
+    "lesions_line": ".table",
+    "lesions_markdown": ".table",
     "macro_dice": ".aggregate",
     "match_cases": ".folders",
     "micro_dice": ".aggregate",

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..domain import STRATA, TUMOUR_CLASSES
+from .lesions import LesionCounts
 from .metrics import CaseMetrics
 
 ALL = "all"
@@ -55,7 +56,8 @@ class ConfigurationSummary:
     ``strata``: one :class:`StratumSummary` per class and stratum, classes in order, strata in
     :data:`STRATA_AND_ALL` order. ``aggregated_dsc``: class name -> HECKTOR 2022 aggregated DSC over every
     subject; ``aggregated_dsc_mean``: its mean over the classes. ``n_absent``: class name -> subjects without
-    the class in the truth; ``n_false_positive``: of those, how many have it in the prediction.
+    the class in the truth; ``n_false_positive``: of those, how many have it in the prediction. ``lesions``:
+    class name -> lesion-wise detection summed over the subjects (:class:`.lesions.LesionCounts`).
     """
 
     configuration: str
@@ -65,6 +67,7 @@ class ConfigurationSummary:
     aggregated_dsc_mean: float
     n_absent: dict[str, int]
     n_false_positive: dict[str, int]
+    lesions: dict[str, LesionCounts]
 
     def stratum(self, class_name: str, stratum: str) -> StratumSummary:
         """The summary of one class and stratum; KeyError naming the valid choices otherwise."""
@@ -164,4 +167,5 @@ def summarize_configuration(
         aggregated_dsc_mean=math.fsum(aggregated.values()) / len(aggregated) if aggregated else math.nan,
         n_absent={name: sum(1 for c in by_class[name] if not c.truth_present) for name in class_names},
         n_false_positive={name: sum(1 for c in by_class[name] if c.false_positive) for name in class_names},
+        lesions={name: sum((c.lesions for c in by_class[name]), LesionCounts()) for name in class_names},
     )

@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..errors import DataError
+from .lesions import connected_regions
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,7 @@ def false_positive_components(prediction: np.ndarray, truth: np.ndarray, spacing
     foreground = prediction > 0
     if not foreground.any():
         return NO_FALSE_POSITIVES
-    components = sitk.GetArrayFromImage(
-        sitk.ConnectedComponent(sitk.GetImageFromArray(foreground.astype(np.uint8)), True)  # True: 26-connected
-    )
-    sizes = np.bincount(components.ravel())
+    components, sizes = connected_regions(foreground)
     is_false = np.ones(sizes.size, dtype=bool)
     is_false[0] = False  # background
     is_false[np.unique(components[truth > 0])] = False  # components that overlap the lesion

@@ -37,6 +37,7 @@ from ..data.resample import check_overlap, resample_to_grid
 from ..data.volume import Volume
 from ..domain import TUMOUR_CLASSES, stratum_of
 from ..errors import DataError
+from .lesions import NO_LESIONS, LesionCounts, lesion_counts
 
 HD95_PERCENTILE = 95.0
 
@@ -67,7 +68,7 @@ class CaseMetrics:
 
     ``dice`` in [0, 1]; ``hd95_mm`` in mm (NaN when either mask is empty); volumes in cm3 (``intersection_cm3``
     is the overlap of truth and prediction); ``stratum`` one of :data:`STRATA`, or None when the class is
-    absent from the truth.
+    absent from the truth; ``lesions``: lesion-wise detection of the class (:mod:`.lesions`).
     """
 
     case: str
@@ -79,6 +80,7 @@ class CaseMetrics:
     pred_cm3: float
     intersection_cm3: float
     stratum: str | None
+    lesions: LesionCounts = NO_LESIONS
 
     @property
     def truth_present(self) -> bool:
@@ -183,6 +185,7 @@ def evaluate_case(
                 pred_cm3=int(np.count_nonzero(p)) * voxel_cm3,
                 intersection_cm3=int(np.count_nonzero(t & p)) * voxel_cm3,
                 stratum=stratum_of(truth_cm3),
+                lesions=lesion_counts(t, p, voxel_cm3),
             )
         )
     return results

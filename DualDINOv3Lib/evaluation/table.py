@@ -163,6 +163,12 @@ def hecktor_rows(summaries: Sequence[ConfigurationSummary]) -> list[dict[str, ob
             row[f"{name}_hd95_median_mm"] = summary.stratum(name, "all").hd95_median_mm
             row[f"{name}_absent"] = summary.n_absent[name]
             row[f"{name}_false_positive"] = summary.n_false_positive[name]
+        for name, counts in summary.lesions.items():
+            row[f"{name}_lesions"] = counts.truth_lesions
+            row[f"{name}_lesions_detected"] = counts.detected_lesions
+            row[f"{name}_missed_cm3"] = counts.missed_cm3
+            row[f"{name}_false_positive_regions"] = counts.false_positive_regions
+            row[f"{name}_false_positive_cm3"] = counts.false_positive_cm3
         rows.append(row)
     return rows
 
@@ -193,6 +199,36 @@ def hecktor_markdown(summaries: Sequence[ConfigurationSummary], digits: int = 4)
         for s in summaries
     ]
     return _markdown(header, rows)
+
+
+def lesions_markdown(summaries: Sequence[ConfigurationSummary]) -> str:
+    """Lesion-wise detection per configuration and class, summed over the subjects: lesions found of all, the
+    volume of those missed, and the predicted regions that touch no lesion (count and volume)."""
+    names = _classes(summaries, None)
+    header = ["Model"]
+    for n in names:
+        header += [f"{n} lesions found", f"{n} missed (cm³)", f"{n} false-positive regions (cm³)"]
+    rows = []
+    for s in summaries:
+        row = [s.configuration]
+        for n in names:
+            c = s.lesions[n]
+            row += [f"{c.detected_lesions} / {c.truth_lesions}", f"{c.missed_cm3:.1f}",
+                    f"{c.false_positive_regions} ({c.false_positive_cm3:.1f})"]  # fmt: skip
+        rows.append(row)
+    return _markdown(header, rows)
+
+
+def lesions_line(summary: ConfigurationSummary) -> str:
+    """One line of :func:`lesions_markdown` for a terminal."""
+    found = ", ".join(
+        f"{n} {c.detected_lesions}/{c.truth_lesions} (missed {c.missed_cm3:.1f} cm³)"
+        for n, c in summary.lesions.items()
+    )
+    false = ", ".join(
+        f"{n} {c.false_positive_regions} ({c.false_positive_cm3:.1f} cm³)" for n, c in summary.lesions.items()
+    )
+    return f"{summary.configuration}: lesions found {found}; false-positive regions {false}"
 
 
 def pvalue_rows(comparisons: Sequence[PairedComparison]) -> list[dict[str, object]]:
@@ -253,6 +289,11 @@ CASE_FIELDS = [
     "intersection_cm3",
     "dice",
     "hd95_mm",
+    "truth_lesions",
+    "detected_lesions",
+    "missed_cm3",
+    "false_positive_regions",
+    "false_positive_cm3",
 ]
 
 
@@ -269,6 +310,11 @@ def case_rows(cases_by_configuration: Mapping[str, Sequence[CaseMetrics]]) -> li
             "intersection_cm3": c.intersection_cm3,
             "dice": c.dice,
             "hd95_mm": c.hd95_mm,
+            "truth_lesions": c.lesions.truth_lesions,
+            "detected_lesions": c.lesions.detected_lesions,
+            "missed_cm3": c.lesions.missed_cm3,
+            "false_positive_regions": c.lesions.false_positive_regions,
+            "false_positive_cm3": c.lesions.false_positive_cm3,
         }
         for name, cases in cases_by_configuration.items()
         for c in cases
@@ -288,6 +334,12 @@ def report_markdown(
     """The whole report: Table 1, the HECKTOR 2022 score table, the p-value table and the conventions."""
     parts = ["# Evaluation\n", table1_markdown(summaries, strata), "## HECKTOR 2022 aggregated DSC\n"]
     parts.append(hecktor_markdown(summaries))
+    parts += [
+        "## Lesion detection\n",
+        "Summed over the subjects. A truth lesion (26-connected region of its class) is found when the prediction "
+        "of that class touches it; a predicted region touching no lesion of its class is a false positive.\n",
+        lesions_markdown(summaries),
+    ]
     if comparisons:
         parts += [
             "## Paired t-tests (subject Dice)\n",

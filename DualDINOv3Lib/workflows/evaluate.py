@@ -4,11 +4,13 @@ and more: the job behind ``dualdinov3 evaluate`` and ``Training/evaluate.py``.
 Files written into ``out``:
 
 - ``cases.csv``        per configuration, case and class: Dice, HD95 (mm), truth/predicted/overlap volume (cm3),
-                       stratum;
+                       stratum, lesions found / missed (cm3), false-positive regions (count, cm3);
 - ``table1.md``        Table 1 laid out as in the paper (micro Dice (SD) and macro Dice per class and stratum),
-                       the HECKTOR 2022 aggregated DSC, the paired t-test p-values and the conventions;
+                       the HECKTOR 2022 aggregated DSC, lesion detection, the paired t-test p-values and the
+                       conventions;
 - ``table1.csv``       Table 1's numbers unrounded, with counts, aggregated DSC and median HD95 per stratum;
-- ``hecktor.csv``      aggregated DSC per class and mean, median HD95, absent classes and false positives;
+- ``hecktor.csv``      aggregated DSC per class and mean, median HD95, absent classes and false positives,
+                       lesion detection summed over the cases;
 - ``pvalues.csv``      paired t-tests per pair of configurations, class and stratum;
 - ``dice_boxplot.png`` subject Dice per configuration, class and stratum (unless ``plot=False``).
 """

@@ -129,6 +129,20 @@ def test_evaluate_script_end_to_end(folders):
     png = (out / "dice_boxplot.png").read_bytes()
     assert png.startswith(PNG_SIGNATURE)
 
+    # lesion detection: the shifted predictions miss MDA-004's 1 cm3 primary and draw a one-voxel node there
+    lesions = summaries[1].lesions
+    assert (lesions["GTVp"].truth_lesions, lesions["GTVp"].detected_lesions) == (4, 3)
+    assert lesions["GTVp"].missed_cm3 == pytest.approx(1.0) and lesions["GTVp"].false_positive_regions == 0
+    assert (lesions["GTVn"].truth_lesions, lesions["GTVn"].detected_lesions) == (2, 2)
+    assert lesions["GTVn"].false_positive_regions == 1 and lesions["GTVn"].false_positive_cm3 == pytest.approx(0.008)
+    assert "## Lesion detection" in report and "| shifted | 3 / 4 | 1.0 | 0 (0.0) | 2 / 2 | 0.0 | 1 (0.0) |" in report
+    assert "shifted: lesions found GTVp 3/4 (missed 1.0 cm³), GTVn 2/2 (missed 0.0 cm³)" in done.stdout
+    missed = next(r for r in rows if (r["configuration"], r["case"], r["class"]) == ("shifted", "MDA-004", "GTVp"))
+    assert (missed["truth_lesions"], missed["detected_lesions"], float(missed["missed_cm3"])) == ("1", "0", 1.0)
+    with open(out / "hecktor.csv", newline="") as f:
+        scores = {r["configuration"]: r for r in csv.DictReader(f)}
+    assert scores["shifted"]["GTVp_lesions_detected"] == "3" and scores["exact"]["GTVn_false_positive_regions"] == "0"
+
 
 def test_evaluate_refuses_to_overwrite_and_reports_bad_input(folders, capsys):
     out = folders["root"] / "refuse"
