@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..domain import STRATA, TUMOUR_CLASSES
-from .lesions import LesionCounts
+from .lesions import NO_LESIONS, LesionCounts
 from .metrics import CaseMetrics
 
 ALL = "all"
@@ -167,5 +167,5 @@ def summarize_configuration(
         aggregated_dsc_mean=math.fsum(aggregated.values()) / len(aggregated) if aggregated else math.nan,
         n_absent={name: sum(1 for c in by_class[name] if not c.truth_present) for name in class_names},
         n_false_positive={name: sum(1 for c in by_class[name] if c.false_positive) for name in class_names},
-        lesions={name: sum((c.lesions for c in by_class[name]), LesionCounts()) for name in class_names},
+        lesions={name: sum((c.lesions for c in by_class[name]), NO_LESIONS) for name in class_names},
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError
-from .lesions import connected_regions
+from .lesions import untouched_regions
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,7 @@ def false_positive_components(prediction: np.ndarray, truth: np.ndarray, spacing
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or not all(np.isfinite(spacing)) or min(spacing) <= 0:
         raise DataError(f"voxel spacing must be 3 positive numbers (x, y, z) in mm, got {spacing}")
-    foreground = prediction > 0
-    if not foreground.any():
-        return NO_FALSE_POSITIVES
-    components, sizes = connected_regions(foreground)
-    is_false = np.ones(sizes.size, dtype=bool)
-    is_false[0] = False  # background
-    is_false[np.unique(components[truth > 0])] = False  # components that overlap the lesion
+    components, sizes, is_false = untouched_regions(prediction > 0, truth > 0)
     false_ids = np.flatnonzero(is_false)
     if false_ids.size == 0:
         return NO_FALSE_POSITIVES

@@ -61,31 +61,30 @@ class LesionCounts:
 NO_LESIONS = LesionCounts()
 
 
+def untouched_regions(mask: np.ndarray, other: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """``(regions, sizes, untouched)`` of a boolean mask against another on the same grid: its 26-connected regions
+    and their voxel counts (as :func:`connected_regions`; ``regions`` None when the mask is empty), and for each
+    region number whether it shares no voxel with ``other`` (``untouched[0]``, outside the mask, is False)."""
+    if not mask.any():
+        return None, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=bool)
+    regions, sizes = connected_regions(mask)
+    untouched = np.ones(sizes.size, dtype=bool)
+    untouched[0] = False
+    untouched[np.unique(regions[mask & other])] = False
+    return regions, sizes, untouched
+
+
 def lesion_counts(truth: np.ndarray, prediction: np.ndarray, voxel_cm3: float) -> LesionCounts:
     """Detection counts of one class from its boolean truth and predicted masks (same ``(Z, Y, X)`` grid)."""
     truth, prediction = np.asarray(truth, dtype=bool), np.asarray(prediction, dtype=bool)
     if truth.shape != prediction.shape:
         raise ValueError(f"truth {truth.shape} and prediction {prediction.shape} must be on the same grid")
-    lesions, lesion_sizes = _regions_or_none(truth)
-    regions, region_sizes = _regions_or_none(prediction)
-    detected = np.unique(lesions[prediction & truth]) if lesions is not None else np.zeros(0, dtype=int)
-    touching = np.unique(regions[prediction & truth]) if regions is not None else np.zeros(0, dtype=int)
-    missed = np.ones(lesion_sizes.size, dtype=bool)
-    missed[0] = False
-    missed[detected] = False
-    false = np.ones(region_sizes.size, dtype=bool)
-    false[0] = False
-    false[touching] = False
+    _, lesion_sizes, missed = untouched_regions(truth, prediction)
+    _, region_sizes, false = untouched_regions(prediction, truth)
     return LesionCounts(
         truth_lesions=lesion_sizes.size - 1,
-        detected_lesions=int(detected.size),
+        detected_lesions=lesion_sizes.size - 1 - int(np.count_nonzero(missed)),
         missed_cm3=float(lesion_sizes[missed].sum()) * voxel_cm3,
         false_positive_regions=int(np.count_nonzero(false)),
         false_positive_cm3=float(region_sizes[false].sum()) * voxel_cm3,
     )
-
-
-def _regions_or_none(mask: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    if not mask.any():
-        return None, np.zeros(1, dtype=np.int64)
-    return connected_regions(mask)
